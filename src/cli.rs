@@ -1,0 +1,95 @@
+//! Raw command-line flags, as clap parses them. Nothing here is validated beyond its
+//! type: [`crate::config`] merges these with the config file and the environment and
+//! checks the result once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// An intercepting validation proxy for SCIM 2.0 provisioning into AWS IAM Identity Center.
+#[derive(Debug, Parser)]
+#[command(name = "scimguard", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy: listen for an IdP's SCIM requests and forward them upstream.
+    Run(RunArgs),
+    /// Write a self-signed certificate and key for localhost / 127.0.0.1, for local trials.
+    Cert(CertArgs),
+}
+
+/// Flags of `scimguard run`. Every one can also come from the environment
+/// (`SCIMGUARD_*`) or the `--config` file; a flag beats the environment, which beats the file.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// TOML file holding any of these settings (keys are the flag names with `_`).
+    #[arg(long, env = "SCIMGUARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on for the IdP's requests [default: 127.0.0.1:8080].
+    #[arg(long, env = "SCIMGUARD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// SCIM endpoint to forward to, e.g. https://scim.us-east-1.amazonaws.com.
+    /// The request's path and query are appended to this URL's path.
+    #[arg(long, env = "SCIMGUARD_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// PEM certificate chain to serve HTTPS with (needs --tls-key).
+    #[arg(long, env = "SCIMGUARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "SCIMGUARD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) to trust for the upstream, in addition to the web PKI roots.
+    #[arg(long, env = "SCIMGUARD_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Add X-Forwarded-For/-Proto/-Host toward the upstream (off: AWS does not need them).
+    #[arg(long, env = "SCIMGUARD_FORWARDED_HEADERS")]
+    pub forwarded_headers: bool,
+
+    /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576].
+    #[arg(long, env = "SCIMGUARD_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Time a client has to send its request headers, e.g. 10s [default: 10s].
+    #[arg(long, env = "SCIMGUARD_HEADER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<Duration>,
+
+    /// Time allowed to connect to the upstream [default: 5s].
+    #[arg(long, env = "SCIMGUARD_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Time allowed for the upstream's whole response [default: 30s].
+    #[arg(long, env = "SCIMGUARD_UPSTREAM_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Option<Duration>,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 30s].
+    #[arg(long, env = "SCIMGUARD_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// Flags of `scimguard cert`.
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// Folder to write `cert.pem` and `key.pem` into (created if missing).
+    #[arg(long, default_value = "certs", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Names the certificate is valid for; IP addresses become IP SANs.
+    #[arg(long = "name", value_name = "NAME", default_values = ["localhost", "127.0.0.1", "::1"])]
+    pub names: Vec<String>,
+
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}

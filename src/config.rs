@@ -1,0 +1,438 @@
+//! One validated [`Config`], built once from the flags, the `SCIMGUARD_*` environment
+//! (both through [`crate::cli::RunArgs`]) and the `--config` TOML file, in that order of
+//! precedence. Every bad setting stops start-up with a [`ConfigError`] that names the
+//! setting, what was wrong and how to fix it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::Uri;
+use serde::Deserialize;
+
+use crate::cli::RunArgs;
+
+/// Where the proxy listens when nothing says otherwise: loopback only, so a first trial
+/// never exposes the proxy to the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Largest request body accepted: 1 MiB, AWS's own `maxPayloadSize` of 1,048,576 bytes
+/// (guide › ServiceProviderConfig › bulk.maxPayloadSize). AWS refuses anything larger,
+/// so buffering more would only waste memory.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+
+/// A client must finish sending its request headers within 10 s; a slow-loris client
+/// that trickles bytes is disconnected then. IdPs send their headers in one write.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP + TLS connect to the upstream: 5 s. AWS's regional endpoints connect in well
+/// under 100 ms, so 5 s only expires when the upstream is really unreachable (→ 502).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The upstream's whole response must arrive within 30 s (→ 504 otherwise). AWS answers
+/// SCIM calls in under a second; Entra ID's provisioning client itself gives up near 60 s.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// On SIGINT/SIGTERM, in-flight requests get 30 s to finish — the same as the upstream
+/// timeout, so a request that was forwarded just before the signal can still complete.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A setting that stops start-up. The message names the setting, what was found and
+/// the fix, because the user reads it in a terminal and nowhere else.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn setting(name: &str, problem: impl std::fmt::Display, fix: impl std::fmt::Display) -> Self {
+        let flag = name.replace('_', "-");
+        let env = name.to_ascii_uppercase();
+        ConfigError(format!(
+            "invalid setting `{name}` (--{flag}, SCIMGUARD_{env} or `{name}` in the config file): {problem}. Fix: {fix}"
+        ))
+    }
+}
+
+/// The validated settings of `scimguard run`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `None` means "use the embedded emulator".
+    pub upstream: Option<UpstreamUrl>,
+    pub tls: Option<TlsFiles>,
+    pub upstream_ca: Option<PathBuf>,
+    pub forwarded_headers: bool,
+    pub limits: Limits,
+}
+
+/// Certificate chain and key for the HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Every bound the proxy puts on its inputs and on the upstream, each with its default
+/// in a named constant above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// The configured upstream: the only destination the proxy ever contacts. Requests are
+/// sent to `scheme://authority` + `base_path` + the request's own path and query
+/// (nginx `proxy_pass` semantics without a location prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// The URL's path without its trailing `/`; empty for `https://host` or `https://host/`.
+    pub base_path: String,
+}
+
+impl UpstreamUrl {
+    /// Parses and checks an upstream URL; the error says what is wrong with it.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let uri: Uri = raw
+            .parse()
+            .map_err(|e| format!("`{raw}` is not a URL ({e})"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("`{raw}` has no scheme"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(format!(
+                "`{raw}` uses scheme `{scheme}`; only http and https are supported"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("`{raw}` has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "`{raw}` carries user credentials; the IdP's bearer token is passed through, so remove them"
+            ));
+        }
+        if authority.host().is_empty() {
+            return Err(format!("`{raw}` has no host"));
+        }
+        if uri.query().is_some() {
+            return Err(format!(
+                "`{raw}` has a query string; the request's own query is appended, so remove it"
+            ));
+        }
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        Ok(UpstreamUrl {
+            scheme,
+            authority,
+            base_path,
+        })
+    }
+
+    /// The upstream URI for a request's path and query. The request target never chooses
+    /// the host: only its path and query are used.
+    pub fn join(&self, path_and_query: &PathAndQuery) -> Result<Uri, http::Error> {
+        let builder = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone());
+        if self.base_path.is_empty() {
+            builder.path_and_query(path_and_query.clone()).build()
+        } else {
+            let joined = format!("{}{}", self.base_path, path_and_query.as_str());
+            builder.path_and_query(joined).build()
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// The `--config` file. Unknown keys are an error: a typo must not be silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub upstream_ca: Option<PathBuf>,
+    pub forwarded_headers: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub upstream_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file, and TOML's own message
+    /// carries the line and column.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read config file {}: {e}. Fix: check the path given to --config / SCIMGUARD_CONFIG",
+                path.display()
+            ))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            ConfigError(format!(
+                "config file {} is not valid: {e}Fix: use the keys listed in README.md (the flag names with `_`)",
+                path.display()
+            ))
+        })
+    }
+}
+
+impl Config {
+    /// Merges flags/environment over the config file over the defaults, then validates.
+    pub fn from_run_args(args: &RunArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    fn merge(args: &RunArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let listen = match (args.listen, file.listen) {
+            (Some(addr), _) => addr,
+            (None, Some(raw)) => raw.parse().map_err(|e| {
+                ConfigError::setting(
+                    "listen",
+                    format!("`{raw}` is not an address ({e})"),
+                    "write IP:PORT, e.g. 127.0.0.1:8080",
+                )
+            })?,
+            (None, None) => DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address is valid"),
+        };
+
+        let upstream = args
+            .upstream
+            .clone()
+            .or(file.upstream)
+            .map(|raw| {
+                UpstreamUrl::parse(&raw).map_err(|problem| {
+                    ConfigError::setting(
+                        "upstream",
+                        problem,
+                        "give the SCIM endpoint AWS shows, e.g. https://scim.us-east-1.amazonaws.com/{tenant}/scim/v2, or leave it out to use the embedded emulator",
+                    )
+                })
+            })
+            .transpose()?;
+
+        let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+            (Some(cert), Some(key)) => {
+                require_file("tls_cert", &cert)?;
+                require_file("tls_key", &key)?;
+                Some(TlsFiles { cert, key })
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::setting(
+                    "tls_key",
+                    "--tls-cert is set but --tls-key is not",
+                    "give both, or neither for plain HTTP; `scimguard cert --out certs/` makes a pair for trials",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::setting(
+                    "tls_cert",
+                    "--tls-key is set but --tls-cert is not",
+                    "give both, or neither for plain HTTP; `scimguard cert --out certs/` makes a pair for trials",
+                ))
+            }
+        };
+
+        let upstream_ca = args.upstream_ca.clone().or(file.upstream_ca);
+        if let Some(ca) = &upstream_ca {
+            require_file("upstream_ca", ca)?;
+        }
+
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::setting(
+                "max_body_bytes",
+                "0 would refuse every request with a body",
+                format!(
+                    "use a positive number of bytes; AWS accepts up to {DEFAULT_MAX_BODY_BYTES}"
+                ),
+            ));
+        }
+
+        let limits = Limits {
+            max_body_bytes,
+            header_timeout: duration(
+                "header_timeout",
+                args.header_timeout,
+                file.header_timeout,
+                DEFAULT_HEADER_TIMEOUT,
+            )?,
+            connect_timeout: duration(
+                "connect_timeout",
+                args.connect_timeout,
+                file.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            upstream_timeout: duration(
+                "upstream_timeout",
+                args.upstream_timeout,
+                file.upstream_timeout,
+                DEFAULT_UPSTREAM_TIMEOUT,
+            )?,
+            shutdown_timeout: duration(
+                "shutdown_timeout",
+                args.shutdown_timeout,
+                file.shutdown_timeout,
+                DEFAULT_SHUTDOWN_TIMEOUT,
+            )?,
+        };
+
+        Ok(Config {
+            listen,
+            upstream,
+            tls,
+            upstream_ca,
+            forwarded_headers: args.forwarded_headers || file.forwarded_headers.unwrap_or(false),
+            limits,
+        })
+    }
+}
+
+fn require_file(name: &str, path: &Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(ConfigError::setting(
+            name,
+            format!("{} is not a file", path.display()),
+            "point it at a PEM file",
+        )),
+        Err(e) => Err(ConfigError::setting(
+            name,
+            format!("cannot read {}: {e}", path.display()),
+            "check the path; `scimguard cert --out certs/` writes a certificate and key for trials",
+        )),
+    }
+}
+
+/// A duration from a flag, else from the file ("10s", "500ms"), else the default; zero is
+/// refused because every one of these bounds would then expire at once.
+fn duration(
+    name: &str,
+    flag: Option<Duration>,
+    file: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let value = match (flag, file) {
+        (Some(d), _) => d,
+        (None, Some(raw)) => humantime::parse_duration(&raw).map_err(|e| {
+            ConfigError::setting(
+                name,
+                format!("`{raw}` is not a duration ({e})"),
+                "write a number with a unit, e.g. \"10s\" or \"500ms\"",
+            )
+        })?,
+        (None, None) => default,
+    };
+    if value.is_zero() {
+        return Err(ConfigError::setting(
+            name,
+            "0 would expire at once",
+            format!(
+                "use a positive duration; the default is {}",
+                humantime::format_duration(default)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_join_appends_path_and_query() {
+        let up = UpstreamUrl::parse("https://scim.us-east-1.amazonaws.com/t-1/scim/v2/").unwrap();
+        assert_eq!(up.base_path, "/t-1/scim/v2");
+        let pq: PathAndQuery = "/Users?filter=userName%20eq%20%22a%22".parse().unwrap();
+        assert_eq!(
+            up.join(&pq).unwrap().to_string(),
+            "https://scim.us-east-1.amazonaws.com/t-1/scim/v2/Users?filter=userName%20eq%20%22a%22"
+        );
+        let bare = UpstreamUrl::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(
+            bare.join(&pq).unwrap().to_string(),
+            "http://127.0.0.1:9000/Users?filter=userName%20eq%20%22a%22"
+        );
+    }
+
+    #[test]
+    fn upstream_refuses_what_it_cannot_honour() {
+        for bad in [
+            "ftp://x/",
+            "scim.amazonaws.com",
+            "https://u:p@h/",
+            "https://h/?a=b",
+            "not a url",
+        ] {
+            assert!(UpstreamUrl::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn flags_beat_file_and_errors_name_the_setting() {
+        let file = FileConfig {
+            listen: Some("127.0.0.1:1".into()),
+            header_timeout: Some("3s".into()),
+            ..FileConfig::default()
+        };
+        let args = RunArgs {
+            listen: Some("127.0.0.1:2".parse().unwrap()),
+            ..RunArgs::default()
+        };
+        let cfg = Config::merge(&args, file).unwrap();
+        assert_eq!(cfg.listen.port(), 2);
+        assert_eq!(cfg.limits.header_timeout, Duration::from_secs(3));
+
+        let bad = FileConfig {
+            connect_timeout: Some("soon".into()),
+            ..FileConfig::default()
+        };
+        let err = Config::merge(&RunArgs::default(), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`connect_timeout`")
+                && err.contains("--connect-timeout")
+                && err.contains("Fix:"),
+            "{err}"
+        );
+    }
+}

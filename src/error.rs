@@ -1,0 +1,110 @@
+//! Errors that end a request early. Each records whose fault it is, so the answer and
+//! the log can tell the admin where to look: their IdP (client), the upstream, or us.
+
+use std::time::Duration;
+
+use crate::upstream::UpstreamError;
+
+/// Who caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The request itself: fix it in the IdP.
+    Client,
+    /// The upstream SCIM service or the way to it.
+    Upstream,
+    /// scimguard itself: a bug to report.
+    Proxy,
+}
+
+impl Blame {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Client => "client",
+            Blame::Upstream => "upstream",
+            Blame::Proxy => "proxy",
+        }
+    }
+}
+
+/// What went wrong, with the numbers the detail quotes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    #[error("the request body is larger than the {limit} bytes allowed (AWS accepts at most 1,048,576 bytes, its maxPayloadSize)")]
+    BodyTooLarge { limit: usize },
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error(
+        "the request target `{0}` has no path; send an origin-form target such as /scim/v2/Users"
+    )]
+    NoPath(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("internal error in scimguard: {0}")]
+    Internal(String),
+}
+
+/// An error that becomes the response: its status and AWS-shaped SCIM error body.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct Error {
+    pub kind: ErrorKind,
+}
+
+impl Error {
+    pub fn status(&self) -> u16 {
+        match &self.kind {
+            ErrorKind::BodyTooLarge { .. } => 413,
+            ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => 400,
+            ErrorKind::Upstream(e) => e.status(),
+            ErrorKind::Internal(_) => 500,
+        }
+    }
+
+    pub fn blame(&self) -> Blame {
+        match &self.kind {
+            ErrorKind::BodyTooLarge { .. } | ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => {
+                Blame::Client
+            }
+            ErrorKind::Upstream(_) => Blame::Upstream,
+            ErrorKind::Internal(_) => Blame::Proxy,
+        }
+    }
+
+    /// The SCIM `detail`: what happened, then what to check.
+    pub fn detail(&self) -> String {
+        let advice = match &self.kind {
+            ErrorKind::BodyTooLarge { .. } => {
+                "Split the change into smaller requests (at most 100 group members per PATCH)."
+            }
+            ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => "Check the IdP's SCIM endpoint URL.",
+            ErrorKind::Upstream(UpstreamError::Timeout { .. }) => {
+                "The request may or may not have been applied; check the resource before retrying."
+            }
+            ErrorKind::Upstream(_) => {
+                "Check the --upstream URL, DNS and network access from scimguard to the upstream."
+            }
+            ErrorKind::Internal(_) => {
+                "This is a scimguard bug; please report it with the request id."
+            }
+        };
+        format!("scimguard: {self}. {advice}")
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Error { kind }
+    }
+}
+
+impl From<UpstreamError> for Error {
+    fn from(e: UpstreamError) -> Self {
+        Error { kind: e.into() }
+    }
+}
+
+/// Formats a duration for details and logs in milliseconds with one decimal.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}

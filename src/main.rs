@@ -1,0 +1,159 @@
+//! The thin binary: CLI → Config → run → ExitCode. All logic is in the library.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use scimguard::cli::{CertArgs, Cli, Command, RunArgs};
+use scimguard::config::Config;
+use scimguard::{tls, Proxy, StartError};
+use tokio::net::TcpListener;
+
+/// Exit code for a bad setting or input (clap uses 2 for bad flags too).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure while running.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Cert(args) => cert(args),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCIMGUARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match Config::from_run_args(&args) {
+        Ok(config) => config,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_FAILURE, &e),
+    };
+    let result = runtime.block_on(async {
+        let proxy = Proxy::from_config(&config)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        println!("scimguard listening on {scheme}://{local} → forwarding to {upstream}");
+        proxy.serve(listener, shutdown_signal()).await;
+        Ok::<(), StartError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ StartError::Listen { .. }) => fail(EXIT_FAILURE, &e),
+        Err(e) => fail(EXIT_CONFIG, &e),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("signal received");
+}
+
+fn cert(args: CertArgs) -> ExitCode {
+    match write_cert(&args) {
+        Ok((cert, key)) => {
+            println!("wrote {} and {}", cert.display(), key.display());
+            println!(
+                "serve HTTPS with: scimguard run --tls-cert {} --tls-key {}",
+                cert.display(),
+                key.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILURE, &e),
+    }
+}
+
+fn write_cert(args: &CertArgs) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    let cert_path = args.out.join("cert.pem");
+    let key_path = args.out.join("key.pem");
+    if !args.force {
+        for path in [&cert_path, &key_path] {
+            if path.exists() {
+                return Err(format!(
+                    "{} exists; pass --force to overwrite it",
+                    path.display()
+                ));
+            }
+        }
+    }
+    let made = tls::self_signed(&args.names).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    std::fs::write(&cert_path, made.cert_pem)
+        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    write_private(&key_path, made.key_pem.as_bytes())?;
+    Ok((cert_path, key_path))
+}
+
+/// Writes a private key readable by its owner only (0600), from the first byte.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(contents)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn fail(code: u8, error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("scimguard: {error}");
+    ExitCode::from(code)
+}

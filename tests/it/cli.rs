@@ -1,0 +1,241 @@
+//! The binary: start-up errors, the config file and environment, `cert`, and SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use crate::support::*;
+
+/// Runs `scimguard ARGS` to completion and returns (exit code, stdout, stderr).
+fn run_to_end(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("SCIMGUARD_UPSTREAM")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `scimguard run ARGS` and waits for its banner; returns the child and the
+/// address it listens on.
+fn spawn_run(args: &[&str], envs: &[(&str, &str)]) -> (Child, SocketAddr) {
+    let mut child = Command::new(binary())
+        .arg("run")
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no banner: {line:?}"));
+    (child, addr.parse().unwrap())
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn run_without_upstream_says_the_emulator_is_not_there_yet() {
+    let (code, _, stderr) = run_to_end(&["run", "--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--upstream") && stderr.contains("emulator"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_setting_names_the_setting_and_the_fix() {
+    let (code, _, stderr) = run_to_end(&["run", "--upstream", "ftp://example.com"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`upstream`") && stderr.contains("Fix:"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run_to_end(
+        &[
+            "run",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`tls_key`"), "{stderr}");
+
+    let (code, _, stderr) = run_to_end(
+        &["run"],
+        &[
+            ("SCIMGUARD_UPSTREAM", "http://127.0.0.1:1"),
+            ("SCIMGUARD_HEADER_TIMEOUT", "forever"),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("header-timeout") && stderr.contains("forever"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_stops_start_up_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scimguard.toml");
+    std::fs::write(
+        &file,
+        "upstream = \"http://127.0.0.1:1\"\nheader_timout = \"5s\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_to_end(&["run", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("header_timout") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_the_file_with_env_and_flags_on_top() {
+    let from_file = TestUpstream::start(Behaviour::Answer).await;
+    let from_env = TestUpstream::start(Behaviour::Answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scimguard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:1\"\nupstream = \"{}\"\nforwarded_headers = true\n",
+            from_file.url()
+        ),
+    )
+    .unwrap();
+    let config = file.to_str().unwrap().to_owned();
+
+    // The flag overrides the file's listen address; the file's upstream is used.
+    let (mut child, addr) = spawn_run(&["--config", &config, "--listen", "127.0.0.1:0"], &[]);
+    let request = Request::get(format!("http://{addr}/scim/v2/Users"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, ..) = send(&http_client(), request).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 201);
+    assert_eq!(from_file.seen().len(), 1);
+    assert!(
+        from_file.seen()[0].headers.contains_key("x-forwarded-for"),
+        "file's forwarded_headers"
+    );
+
+    // The environment overrides the file's upstream.
+    let env_url = from_env.url();
+    let (mut child, addr) = spawn_run(
+        &["--config", &config, "--listen", "127.0.0.1:0"],
+        &[("SCIMGUARD_UPSTREAM", &env_url)],
+    );
+    let request = Request::get(format!("http://{addr}/scim/v2/Groups"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, ..) = send(&http_client(), request).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 201);
+    assert_eq!(from_env.seen().len(), 1);
+    assert_eq!(from_file.seen().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_writes_a_usable_pair_with_a_private_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let out_str = out.to_str().unwrap();
+    let (code, stdout, stderr) = run_to_end(&["cert", "--out", out_str], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("--tls-cert"), "{stdout}");
+    let key = out.join("key.pem");
+    let cert = out.join("cert.pem");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the key must be private");
+    }
+    let (code, _, stderr) = run_to_end(&["cert", "--out", out_str], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--force"), "{stderr}");
+
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let (mut child, addr) = spawn_run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    // The self-signed certificate is its own trust anchor.
+    let client = https_client(&cert, false);
+    let request = Request::get(format!("https://localhost:{}/scim/v2/Users", addr.port()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, ..) = send(&client, request).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let upstream = TestUpstream::start(Behaviour::Delay(Duration::from_millis(800))).await;
+    let (mut child, addr) = spawn_run(
+        &["--listen", "127.0.0.1:0", "--upstream", &upstream.url()],
+        &[],
+    );
+    let in_flight = tokio::spawn(async move {
+        let request = Request::post(format!("http://{addr}/scim/v2/Users"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        send(&http_client(), request).await
+    });
+    while upstream.seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    terminate(&child);
+    let (status, _, body, _) = in_flight.await.unwrap();
+    assert_eq!(status, 201);
+    assert_eq!(body, UPSTREAM_BODY.as_bytes());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}

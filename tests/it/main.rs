@@ -1,0 +1,9 @@
+//! scimguard's integration tests: one binary, a module per area, all over real sockets
+//! on 127.0.0.1 port 0.
+
+mod cli;
+mod forwarding;
+mod limits;
+mod shutdown;
+mod support;
+mod tls;
