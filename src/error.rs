@@ -1,8 +1,6 @@
 //! Errors that end a request early. Each records whose fault it is, so the answer and
 //! the log can tell the admin where to look: their IdP (client), the upstream, or us.
 
-use std::time::Duration;
-
 use crate::upstream::UpstreamError;
 
 /// Who caused an error.
@@ -102,9 +100,4 @@ impl From<UpstreamError> for Error {
     fn from(e: UpstreamError) -> Self {
         Error { kind: e.into() }
     }
-}
-
-/// Formats a duration for details and logs in milliseconds with one decimal.
-pub fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }

@@ -14,6 +14,7 @@
 //! | [`exchange`] | the per-request record the phases share |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | one log line per exchange, on every path |
+//! | [`logging`] | buffered log output: a copy per line, not a system call |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
 //! | [`tls`] | listener and upstream TLS, self-signed certificates |
 //! | [`error`] | errors that end a request, with whose fault they are |
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod exchange;
 pub mod explain;
+pub mod logging;
 pub mod pipeline;
 pub mod scim;
 pub mod server;

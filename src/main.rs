@@ -16,21 +16,12 @@ const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Held until exit: dropping it flushes the log lines still queued.
+    let _log_guard = scimguard::logging::init();
     match cli.command {
         Command::Run(args) => run(args),
         Command::Cert(args) => cert(args),
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SCIMGUARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn run(args: RunArgs) -> ExitCode {

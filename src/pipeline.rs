@@ -95,8 +95,8 @@ impl Pipeline {
 
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);
-        // The client's Host names this proxy; the upstream client sets the upstream's.
-        let original_host = headers.remove(HOST);
+        // The client's Host names this proxy; the upstream's replaces it.
+        let original_host = headers.insert(HOST, self.upstream.host().clone());
         // The whole body is already here, so there is nothing left to wait for.
         headers.remove(EXPECT);
         if self.forwarded_headers {
@@ -131,6 +131,9 @@ async fn capture_body(parts: &Parts, body: Incoming, max_bytes: usize) -> Result
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_bytes as u64) {
         return Err(ErrorKind::BodyTooLarge { limit: max_bytes }.into());
+    }
+    if hyper::body::Body::is_end_stream(&body) {
+        return Ok(Bytes::new());
     }
     match Limited::new(body, max_bytes).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, CONNECTION};
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,39 +24,39 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// load balancers, so the proxy closes first and never sends on a dead connection.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus
-/// `Proxy-*`, which are for this hop's proxy only. Removed in both directions.
-const HOP_BY_HOP: [HeaderName; 6] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
+/// Whether a header describes one connection rather than the message (RFC 9110 §7.6.1):
+/// the fixed hop-by-hop list, plus `Proxy-*`, which are for this hop's proxy only.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || name.as_str().starts_with("proxy-")
+}
 
 /// Removes hop-by-hop headers: the fixed list, `Proxy-*`, and every header the
-/// `Connection` header names.
+/// `Connection` header names. This runs twice per request, so the common cases cost one
+/// scan of the names and no allocation: no hop-by-hop header at all (most requests), or
+/// `Connection: keep-alive`/`close` naming nothing else (most responses).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive")
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in named {
         headers.remove(name);
     }
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
-        let proxy: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("proxy-"))
-            .cloned()
-            .collect();
-        for name in proxy {
-            headers.remove(name);
-        }
+    while let Some(name) = headers.keys().find(|k| is_hop_by_hop(k)).cloned() {
+        headers.remove(name);
     }
 }
 
@@ -95,6 +95,8 @@ pub struct UpstreamResponse {
 #[derive(Clone)]
 pub struct Upstream {
     url: UpstreamUrl,
+    /// `Host` for every request: the upstream's authority, computed once.
+    host: HeaderValue,
     display: String,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     response_timeout: Duration,
@@ -121,7 +123,10 @@ impl Upstream {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .timer(TokioTimer::new())
             .build(connector);
+        let host = HeaderValue::from_str(url.authority.as_str())
+            .map_err(|e| TlsError(format!("the upstream host cannot be a Host header: {e}")))?;
         Ok(Upstream {
+            host,
             display: url.to_string(),
             url,
             client,
@@ -132,6 +137,13 @@ impl Upstream {
     /// The configured URL.
     pub fn url(&self) -> &UpstreamUrl {
         &self.url
+    }
+
+    /// The `Host` header value of the upstream (its authority, port included when not
+    /// the scheme's default is how it was configured). Sent on h2 too, where RFC 9113
+    /// §8.3.1 lets an intermediary keep it beside `:authority`.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
     }
 
     /// Sends a request (its URI already joined onto the upstream URL) and buffers the
