@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::rules::Mode;
+
 /// An intercepting validation proxy for SCIM 2.0 provisioning into AWS IAM Identity Center.
 #[derive(Debug, Parser)]
 #[command(name = "scimguard", version, about, long_about = None)]
@@ -22,6 +24,55 @@ pub enum Command {
     Run(RunArgs),
     /// Write a self-signed certificate and key for localhost / 127.0.0.1, for local trials.
     Cert(CertArgs),
+    /// Parse a SCIM filter or PATCH path: print its canonical form, or where it is wrong.
+    Parse(ParseArgs),
+    /// Print the rules in effect (id, operations, action, source), or validate a rules file.
+    Rules(RulesArgs),
+}
+
+/// Flags of `scimguard parse`.
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    #[command(subcommand)]
+    pub what: ParseWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParseWhat {
+    /// A filter (RFC 7644 §3.4.2.2), e.g. 'userName eq "bjensen"'.
+    Filter {
+        expr: String,
+        /// Print the syntax tree as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A PATCH path (RFC 7644 §3.5.2), e.g. 'members[value eq "2819c223"]'.
+    Path {
+        expr: String,
+        /// Print the syntax tree as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Flags of `scimguard rules`.
+#[derive(Debug, Default, Args)]
+pub struct RulesArgs {
+    /// Validate this rules file and exit (0 when usable, 2 when not).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["rules", "rule"])]
+    pub check: Option<PathBuf>,
+
+    /// The config file whose `[rules]` section applies.
+    #[arg(long, env = "SCIMGUARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A rules file replacing the embedded one.
+    #[arg(long, env = "SCIMGUARD_RULES", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
+    /// Change one rule's action, e.g. --rule user.multi-value=reject (repeatable).
+    #[arg(long = "rule", value_name = "ID=ACTION")]
+    pub rule: Vec<String>,
 }
 
 /// Flags of `scimguard run`. Every one can also come from the environment
@@ -72,6 +123,19 @@ pub struct RunArgs {
     /// Time allowed for the upstream's whole response [default: 30s].
     #[arg(long, env = "SCIMGUARD_UPSTREAM_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Option<Duration>,
+
+    /// enforce: act on findings (reject, rewrite); observe: change nothing, log what
+    /// would have happened [default: enforce].
+    #[arg(long, env = "SCIMGUARD_MODE", value_enum)]
+    pub mode: Option<Mode>,
+
+    /// A rules file replacing the embedded AWS IAM Identity Center rules.
+    #[arg(long, env = "SCIMGUARD_RULES", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
+    /// Change one rule's action, e.g. --rule user.multi-value=reject (repeatable).
+    #[arg(long = "rule", value_name = "ID=ACTION")]
+    pub rule: Vec<String>,
 
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 30s].
     #[arg(long, env = "SCIMGUARD_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]

@@ -3,6 +3,7 @@
 //! precedence. Every bad setting stops start-up with a [`ConfigError`] that names the
 //! setting, what was wrong and how to fix it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::cli::RunArgs;
+use crate::rules::{Action, Mode, RuleSet};
 
 /// Where the proxy listens when nothing says otherwise: loopback only, so a first trial
 /// never exposes the proxy to the network.
@@ -64,6 +66,10 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     pub forwarded_headers: bool,
     pub limits: Limits,
+    /// Enforce (act on findings) or observe (only report them).
+    pub mode: Mode,
+    /// The rules in effect: the embedded file or `--rules`, with action overrides.
+    pub rules: RuleSet,
 }
 
 /// Certificate chain and key for the HTTPS listener.
@@ -183,6 +189,20 @@ pub struct FileConfig {
     pub connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub rules: RulesSection,
+}
+
+/// `[rules]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSection {
+    /// A rules file replacing the embedded one.
+    pub file: Option<PathBuf>,
+    /// `[rules.actions]`: rule id → reject | rewrite | warn | off.
+    #[serde(default)]
+    pub actions: BTreeMap<String, String>,
 }
 
 impl FileConfig {
@@ -314,7 +334,26 @@ impl Config {
             )?,
         };
 
+        let mode = match (args.mode, file.mode) {
+            (Some(mode), _) => mode,
+            (None, Some(raw)) => match raw.to_ascii_lowercase().as_str() {
+                "enforce" => Mode::Enforce,
+                "observe" => Mode::Observe,
+                _ => {
+                    return Err(ConfigError::setting(
+                        "mode",
+                        format!("`{raw}` is not a mode"),
+                        "use enforce (act on findings) or observe (only log them)",
+                    ))
+                }
+            },
+            (None, None) => Mode::Enforce,
+        };
+        let rules = load_rules(args, file.rules)?;
+
         Ok(Config {
+            mode,
+            rules,
             listen,
             upstream,
             tls,
@@ -323,6 +362,45 @@ impl Config {
             limits,
         })
     }
+}
+
+/// The rules file (`--rules`, else `[rules] file`, else the embedded one), then the
+/// action overrides: `[rules.actions]` first, `--rule ID=ACTION` on top.
+fn load_rules(args: &RunArgs, section: RulesSection) -> Result<RuleSet, ConfigError> {
+    let path = args.rules.clone().or(section.file);
+    let mut rules = match &path {
+        Some(path) => RuleSet::load(path),
+        None => RuleSet::embedded(),
+    }
+    .map_err(|e| ConfigError(format!("invalid rules: {e}")))?;
+    for (id, action) in &section.actions {
+        let action: Action = action.parse().map_err(|e: String| {
+            ConfigError::setting(
+                "rules.actions",
+                format!("{id}: {e}"),
+                "write `\"rule.id\" = \"reject\"`",
+            )
+        })?;
+        rules.set_action(id, action).map_err(|e| {
+            ConfigError::setting("rules.actions", e, "check the id with `scimguard rules`")
+        })?;
+    }
+    for raw in &args.rule {
+        let (id, action) = raw.split_once('=').ok_or_else(|| {
+            ConfigError(format!("invalid --rule `{raw}`: expected ID=ACTION. Fix: e.g. --rule user.emails.single-value=warn"))
+        })?;
+        let action: Action = action.parse().map_err(|e: String| {
+            ConfigError(format!(
+                "invalid --rule `{raw}`: {e}. Fix: use reject, rewrite, warn or off"
+            ))
+        })?;
+        rules.set_action(id.trim(), action).map_err(|e| {
+            ConfigError(format!(
+                "invalid --rule `{raw}`: {e}. Fix: check the id with `scimguard rules`"
+            ))
+        })?;
+    }
+    Ok(rules)
 }
 
 fn require_file(name: &str, path: &Path) -> Result<(), ConfigError> {

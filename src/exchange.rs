@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method};
 
+use crate::rules::Finding;
+use crate::scim::Operation;
+
 /// Response header carrying the request id, so an admin can match the IdP's log line
 /// to scimguard's.
 pub const REQUEST_ID_HEADER: &str = "x-scimguard-request-id";
@@ -92,6 +95,15 @@ pub struct Exchange {
     pub path: String,
     pub status: u16,
     pub upstream_elapsed: Option<Duration>,
+    /// What the request is, once classified.
+    pub operation: Option<Operation>,
+    /// `forwarded`, `rewritten` or `rejected`; errors before the verdict count as
+    /// `forwarded` was never reached, so they say `error`.
+    pub verdict: &'static str,
+    /// Every rule that fired.
+    pub findings: Vec<Finding>,
+    /// Observe mode: findings are what enforce mode would have done.
+    pub observe: bool,
 }
 
 impl Exchange {
@@ -103,6 +115,10 @@ impl Exchange {
             path: path.to_owned(),
             status: 0,
             upstream_elapsed: None,
+            operation: None,
+            verdict: "error",
+            findings: Vec::new(),
+            observe: false,
         }
     }
 }

@@ -29,10 +29,12 @@ pub mod exchange;
 pub mod explain;
 pub mod logging;
 pub mod pipeline;
+pub mod rules;
 pub mod scim;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod verdict;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -82,7 +84,13 @@ impl Proxy {
             None => None,
         };
         Ok(Proxy {
-            pipeline: Pipeline::new(upstream, config.limits, config.forwarded_headers),
+            pipeline: Pipeline::new(
+                upstream,
+                config.limits,
+                config.forwarded_headers,
+                config.rules.clone(),
+                config.mode,
+            ),
             options: ServerOptions {
                 tls,
                 header_timeout: config.limits.header_timeout,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use scimguard::cli::{CertArgs, Cli, Command, RunArgs};
+use scimguard::cli::{CertArgs, Cli, Command, ParseArgs, ParseWhat, RulesArgs, RunArgs};
 use scimguard::config::Config;
 use scimguard::{tls, Proxy, StartError};
 use tokio::net::TcpListener;
@@ -21,6 +21,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Cert(args) => cert(args),
+        Command::Parse(args) => parse(args),
+        Command::Rules(args) => rules(args),
     }
 }
 
@@ -91,6 +93,46 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("signal received");
+}
+
+/// `scimguard parse filter|path EXPR`: exit 0 when it parses, 1 when not.
+fn parse(args: ParseArgs) -> ExitCode {
+    let (text, parsed) = match args.what {
+        ParseWhat::Filter { expr, json } => scimguard::scim::explain_filter(&expr, json),
+        ParseWhat::Path { expr, json } => scimguard::scim::explain_path(&expr, json),
+    };
+    println!("{text}");
+    if parsed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// `scimguard rules`: the rules in effect, or `--check FILE`.
+fn rules(args: RulesArgs) -> ExitCode {
+    if let Some(path) = &args.check {
+        return match scimguard::rules::RuleSet::load(path) {
+            Ok(set) => {
+                println!("{}: {} rules, valid", path.display(), set.rules().len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_CONFIG, &e),
+        };
+    }
+    let run = RunArgs {
+        config: args.config,
+        rules: args.rules,
+        rule: args.rule,
+        ..RunArgs::default()
+    };
+    match Config::from_run_args(&run) {
+        Ok(config) => {
+            print!("{}", scimguard::rules::table(&config.rules));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_CONFIG, &e),
+    }
 }
 
 fn cert(args: CertArgs) -> ExitCode {

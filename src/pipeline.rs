@@ -1,27 +1,36 @@
 //! THE flow of one request. Every phase is called from [`Pipeline::handle`] in order;
 //! nothing else knows the order.
 //!
-//! | # | phase    | here                                                    |
-//! |---|----------|---------------------------------------------------------|
-//! | 1 | accept   | [`crate::server`]: TCP → TLS → HTTP, one span per connection |
-//! | 2 | capture  | [`capture_body`]: the body under a size cap (413 beyond) |
-//! | 3 | forward  | [`Pipeline::forward`]: to the configured upstream only (502/504) |
-//! | 4 | explain  | [`crate::explain::log`]: one log line on every path      |
+//! | # | phase     | here                                                                 |
+//! |---|-----------|----------------------------------------------------------------------|
+//! | 1 | accept    | [`crate::server`]: TCP → TLS → HTTP, one span per connection          |
+//! | 2 | capture   | [`capture_body`]: the body under a size cap (413 beyond)              |
+//! | 3 | classify  | [`crate::scim::classify`]: method + path → `Operation`; query decoded |
+//! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
+//! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
+//! | 6 | rewrite / reject | the fixed body (and its batches), or an AWS-shaped error now  |
+//! | 7 | forward   | [`Pipeline::send`]: to the configured upstream only (502/504)         |
+//! | 8 | explain   | [`crate::explain::log`]: one log line, plus one per finding           |
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use serde_json::Value;
 
 use crate::config::Limits;
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
+use crate::rules::context::{Batch, BatchTarget};
+use crate::rules::{Mode, RequestView, RuleSet};
 use crate::scim::error::ScimError;
+use crate::scim::Query;
 use crate::upstream::{remove_hop_by_hop, Upstream};
+use crate::verdict::{self, Verdict};
 
 /// The response body type of the proxy: always a whole buffer.
 pub type Body = Full<Bytes>;
@@ -30,34 +39,65 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+/// `forwarded`, `rewritten` or `rejected`, on every response.
+pub static VERDICT_HEADER: HeaderName = HeaderName::from_static("x-scimguard-verdict");
+/// The ids of the rules that fired (in observe mode too), when any did.
+pub static RULES_HEADER: HeaderName = HeaderName::from_static("x-scimguard-rules");
 
 /// Everything a request needs, shared by all connections.
 pub struct Pipeline {
     upstream: Upstream,
     limits: Limits,
     forwarded_headers: bool,
+    rules: RuleSet,
+    mode: Mode,
+}
+
+/// A request's parts once its target is checked, ready to send (maybe several times).
+struct Outbound {
+    method: Method,
+    /// Path and query as received; batches replace the path.
+    path_and_query: String,
+    headers: HeaderMap,
 }
 
 impl Pipeline {
-    pub fn new(upstream: Upstream, limits: Limits, forwarded_headers: bool) -> Arc<Self> {
+    pub fn new(
+        upstream: Upstream,
+        limits: Limits,
+        forwarded_headers: bool,
+        rules: RuleSet,
+        mode: Mode,
+    ) -> Arc<Self> {
         Arc::new(Pipeline {
             upstream,
             limits,
             forwarded_headers,
+            rules,
+            mode,
         })
     }
 
     /// Answers one request. Never fails: every error becomes an AWS-shaped SCIM error.
     pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let mut exchange = Exchange::start(request.method(), request.uri().path());
+        exchange.observe = self.mode == Mode::Observe;
         let mut response = match self.process(request, conn, &mut exchange).await {
             Ok(response) => response,
             Err(error) => error_response(&error),
         };
         exchange.status = response.status().as_u16();
-        response
-            .headers_mut()
-            .insert(REQUEST_ID.clone(), exchange.id.header_value());
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID.clone(), exchange.id.header_value());
+        headers.insert(
+            VERDICT_HEADER.clone(),
+            HeaderValue::from_static(exchange.verdict),
+        );
+        if let Some(ids) = verdict::fired_rules(&exchange.findings) {
+            if let Ok(value) = HeaderValue::from_str(&ids) {
+                headers.insert(RULES_HEADER.clone(), value);
+            }
+        }
         crate::explain::log(&exchange);
         response
     }
@@ -70,29 +110,52 @@ impl Pipeline {
     ) -> Result<Response<Body>, Error> {
         let (parts, body) = request.into_parts();
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
-        self.forward(parts, body, conn, exchange).await
+        let outbound = self.outbound(parts, conn)?;
+
+        let classified = crate::scim::classify(outbound.method.as_str(), exchange.path.as_str());
+        exchange.operation = Some(classified.operation);
+        let query = Query::parse(
+            outbound
+                .path_and_query
+                .split_once('?')
+                .map_or("", |(_, q)| q),
+        );
+        let view = RequestView {
+            operation: classified.operation,
+            resource_id: classified.id.as_deref(),
+            query: &query,
+            body: &body,
+        };
+        let evaluation = self.rules.evaluate(&view);
+        let verdict = verdict::decide(&evaluation, self.mode);
+        exchange.findings = evaluation.findings;
+        exchange.verdict = verdict.label();
+        match verdict {
+            Verdict::Forward => self.send(&outbound, None, body, exchange).await,
+            Verdict::Reject(error) => Ok(scim_response(&error)),
+            Verdict::Rewrite { body, batches } => {
+                let first = self
+                    .send(&outbound, None, Bytes::from(body), exchange)
+                    .await?;
+                if batches.is_empty() {
+                    return Ok(first);
+                }
+                self.send_batches(&outbound, &classified.prefix, first, batches, exchange)
+                    .await
+            }
+        }
     }
 
-    /// Sends the request to the configured upstream, whatever its target or Host said,
-    /// with hop-by-hop headers removed both ways.
-    async fn forward(
-        &self,
-        parts: Parts,
-        body: Bytes,
-        conn: ConnInfo,
-        exchange: &mut Exchange,
-    ) -> Result<Response<Body>, Error> {
+    /// Checks the request target and prepares the headers for the upstream: hop-by-hop
+    /// headers out, the upstream's Host in, optional X-Forwarded-*.
+    fn outbound(&self, parts: Parts, conn: ConnInfo) -> Result<Outbound, Error> {
         let path_and_query = parts
             .uri
             .path_and_query()
             .filter(|pq| pq.as_str().starts_with('/'))
-            .ok_or_else(|| ErrorKind::NoPath(parts.uri.to_string()))?;
-        let uri = self
-            .upstream
-            .url()
-            .join(path_and_query)
-            .map_err(|e| ErrorKind::Internal(format!("cannot build the upstream URI: {e}")))?;
-
+            .ok_or_else(|| ErrorKind::NoPath(parts.uri.to_string()))?
+            .as_str()
+            .to_owned();
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);
         // The client's Host names this proxy; the upstream's replaces it.
@@ -106,19 +169,184 @@ impl Pipeline {
                 original_host.or_else(|| authority_of(&parts.uri)),
             );
         }
+        Ok(Outbound {
+            method: parts.method,
+            path_and_query,
+            headers,
+        })
+    }
 
-        let mut outbound = Request::new(Full::new(body));
-        *outbound.method_mut() = parts.method;
-        *outbound.uri_mut() = uri;
-        *outbound.headers_mut() = headers;
+    /// Sends one request to the configured upstream, whatever the client's target or
+    /// Host said. `path` replaces the request's path (batches); a body that is not the
+    /// one received gets its Content-Length from the body itself.
+    async fn send(
+        &self,
+        outbound: &Outbound,
+        path: Option<(&Method, &str)>,
+        body: Bytes,
+        exchange: &mut Exchange,
+    ) -> Result<Response<Body>, Error> {
+        let (method, target) = match path {
+            Some((method, path)) => (method.clone(), path),
+            None => (outbound.method.clone(), outbound.path_and_query.as_str()),
+        };
+        let path_and_query = target.parse().map_err(|e| {
+            ErrorKind::Internal(format!("cannot build the upstream path `{target}`: {e}"))
+        })?;
+        let uri = self
+            .upstream
+            .url()
+            .join(&path_and_query)
+            .map_err(|e| ErrorKind::Internal(format!("cannot build the upstream URI: {e}")))?;
+        let mut headers = outbound.headers.clone();
+        if path.is_some() || exchange.verdict == "rewritten" {
+            headers.remove(CONTENT_LENGTH);
+        }
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
 
-        let answer = self.upstream.send(outbound).await;
-        let answer = answer?;
-        exchange.upstream_elapsed = Some(answer.elapsed);
+        let answer = self.upstream.send(request).await?;
+        exchange.upstream_elapsed =
+            Some(exchange.upstream_elapsed.unwrap_or_default() + answer.elapsed);
         let (mut parts, body) = answer.response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Full::new(body)))
     }
+
+    /// Sends the follow-up PATCHes of a split request one after another, after the first
+    /// request succeeded. On a failure, the answer is the upstream's error with a
+    /// `detail` saying exactly which requests (and members) were applied and which not.
+    async fn send_batches(
+        &self,
+        outbound: &Outbound,
+        prefix: &str,
+        first: Response<Body>,
+        batches: Vec<Batch>,
+        exchange: &mut Exchange,
+    ) -> Result<Response<Body>, Error> {
+        if !first.status().is_success() {
+            return Ok(first);
+        }
+        let total = batches.len() + 1;
+        let (first, first_body) = buffered(first).await;
+        let path = match batches[0].target {
+            BatchTarget::SameResource => outbound
+                .path_and_query
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            BatchTarget::CreatedGroup => {
+                let id = serde_json::from_slice::<Value>(&first_body)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
+                match id {
+                    Some(id) => format!("{prefix}/Groups/{}", percent_encode_segment(&id)),
+                    None => {
+                        let detail = format!(
+                            "scimguard created the group with its first 100 members, but the upstream's answer has no group id, so the remaining {} batch(es) of members were not added: {}",
+                            batches.len(),
+                            pending_members(&batches, 0)
+                        );
+                        return Ok(scim_response(&ScimError::new(502, detail)));
+                    }
+                }
+            }
+        };
+        let created = batches[0].target == BatchTarget::CreatedGroup;
+        let first = Response::from_parts(first, Full::new(first_body));
+        let mut last: Option<Response<Body>> = None;
+        for (i, batch) in batches.iter().enumerate() {
+            let body = Bytes::from(serde_json::to_vec(&batch.body).unwrap_or_default());
+            let applied = i + 1;
+            let report = |problem: String| {
+                format!(
+                    "scimguard split this change into {total} requests to stay within AWS's limit of 100 members per request. Requests 1 to {applied} were applied; request {} failed: {problem}. Not applied: {}",
+                    applied + 1,
+                    pending_members(&batches, i)
+                )
+            };
+            match self
+                .send(outbound, Some((&Method::PATCH, &path)), body, exchange)
+                .await
+            {
+                Ok(response) if response.status().is_success() => last = Some(response),
+                Ok(response) => {
+                    let status = response.status();
+                    let (parts, body) = buffered(response).await;
+                    let upstream_detail = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                    let detail =
+                        report(format!("the upstream answered {status}: {upstream_detail}"));
+                    let mut error = scim_response(&ScimError::new(status.as_u16(), detail));
+                    for name in ["x-amzn-requestid", "retry-after"] {
+                        if let Some(v) = parts.headers.get(name) {
+                            error
+                                .headers_mut()
+                                .insert(HeaderName::from_static(name), v.clone());
+                        }
+                    }
+                    return Ok(error);
+                }
+                Err(e) => {
+                    let detail = report(e.to_string());
+                    return Ok(scim_response(&ScimError::new(e.status(), detail)));
+                }
+            }
+        }
+        // CreateGroup answers with the created group (201); PatchGroup with the last
+        // batch's answer (204), as AWS would for one request.
+        Ok(match last {
+            Some(last) if !created => last,
+            _ => first,
+        })
+    }
+}
+
+/// The member ids of batches `from..`, for a failure report.
+fn pending_members(batches: &[Batch], from: usize) -> String {
+    batches[from..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "request {} (members {})",
+                from + i + 2,
+                b.member_ids.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Splits a response into its parts and body bytes.
+async fn buffered(response: Response<Body>) -> (http::response::Parts, Bytes) {
+    let (parts, body) = response.into_parts();
+    // A Full body never fails.
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (parts, bytes)
+}
+
+/// Percent-encodes a path segment (ids AWS makes are `[0-9a-f-]`, but an upstream may
+/// answer anything).
+fn percent_encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Reads the whole request body, refusing one over `max_bytes` before reading it when
@@ -168,10 +396,18 @@ fn add_forwarded_headers(headers: &mut http::HeaderMap, conn: ConnInfo, host: Op
 
 /// The response for an error: its status and an AWS-shaped SCIM error body.
 pub fn error_response(error: &Error) -> Response<Body> {
-    let body = ScimError::new(error.status(), error.detail()).to_json();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() =
-        StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    scim_response(&ScimError::new(error.status(), error.detail()))
+}
+
+/// A SCIM error as a response, with the status it names.
+pub fn scim_response(error: &ScimError) -> Response<Body> {
+    let status = error
+        .status
+        .parse()
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok());
+    let mut response = Response::new(Full::new(Bytes::from(error.to_json())));
+    *response.status_mut() = status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

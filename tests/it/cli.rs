@@ -222,7 +222,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         &[],
     );
     let in_flight = tokio::spawn(async move {
-        let request = Request::post(format!("http://{addr}/scim/v2/Users"))
+        let request = Request::post(format!("http://{addr}/scim/v2/Custom"))
             .body(Full::new(Bytes::from_static(b"{}")))
             .unwrap();
         send(&http_client(), request).await

@@ -9,7 +9,9 @@ use scimguard::cli::RunArgs;
 
 use crate::support::*;
 
-const BODY: &str = "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\r\n \"userName\":\"bjensen\",\"name\":{\"givenName\":\"Barbara\"}}";
+/// A CreateUser body every rule accepts, with a CRLF and spacing a re-serialization
+/// would lose: it must arrive exactly as sent.
+const BODY: &str = "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\r\n \"userName\":\"bjensen\",\"displayName\":\"Babs Jensen\",\"name\":{\"givenName\":\"Barbara\",  \"familyName\":\"Jensen\"},\"emails\":[{\"value\":\"bjensen@example.com\",\"type\":\"work\",\"primary\":true}]}";
 
 #[tokio::test]
 async fn request_reaches_upstream_byte_for_byte_with_upstream_host() {
@@ -63,13 +65,14 @@ async fn request_reaches_upstream_byte_for_byte_with_upstream_host() {
 
 #[tokio::test]
 async fn every_method_and_an_empty_body_pass_through() {
+    // An unknown SCIM path: no rule judges its body, so it shows plain forwarding.
     let upstream = TestUpstream::start(Behaviour::Answer).await;
     let proxy = TestProxy::in_front_of(&upstream.url()).await;
     let client = http_client();
     for method in [Method::GET, Method::PUT, Method::PATCH, Method::DELETE] {
         let request = Request::builder()
             .method(method.clone())
-            .uri(proxy.url("/scim/v2/Groups/abc"))
+            .uri(proxy.url("/scim/v2/Custom/abc"))
             .body(Full::new(Bytes::new()))
             .unwrap();
         let (status, ..) = send(&client, request).await;
@@ -77,7 +80,7 @@ async fn every_method_and_an_empty_body_pass_through() {
         let seen = upstream.seen();
         let last = seen.last().unwrap();
         assert_eq!(last.method, method);
-        assert_eq!(last.uri.path(), "/scim/v2/Groups/abc");
+        assert_eq!(last.uri.path(), "/scim/v2/Custom/abc");
         assert!(last.body.is_empty());
     }
 }
@@ -89,7 +92,7 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 
     // Raw HTTP/1.1 so the request can carry every hop-by-hop header, chunked body included.
     let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
-    let request = "POST /scim/v2/Users HTTP/1.1\r\nHost: proxy.local\r\n\
+    let request = "POST /scim/v2/Custom HTTP/1.1\r\nHost: proxy.local\r\n\
         Connection: keep-alive, X-Client-Hop\r\nX-Client-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
         Proxy-Authorization: Basic Zm9vOmJhcg==\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
         Trailer: X-Checksum\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\

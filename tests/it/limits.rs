@@ -21,13 +21,13 @@ async fn a_body_over_the_limit_gets_413_and_never_reaches_the_upstream() {
     .await;
     let client = http_client();
 
-    let exact = Request::post(proxy.url("/scim/v2/Users"))
+    let exact = Request::post(proxy.url("/scim/v2/Custom"))
         .body(Full::new(Bytes::from(vec![b'x'; 1024])))
         .unwrap();
     let (status, ..) = send(&client, exact).await;
     assert_eq!(status, 201, "a body of exactly the limit passes");
 
-    let over = Request::post(proxy.url("/scim/v2/Users"))
+    let over = Request::post(proxy.url("/scim/v2/Custom"))
         .body(Full::new(Bytes::from(vec![b'x'; 1025])))
         .unwrap();
     let (status, headers, body, _) = send(&client, over).await;

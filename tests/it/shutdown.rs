@@ -13,7 +13,7 @@ async fn an_in_flight_request_completes_during_graceful_shutdown() {
     let upstream = TestUpstream::start(Behaviour::Delay(Duration::from_millis(800))).await;
     let proxy = TestProxy::in_front_of(&upstream.url()).await;
     let addr = proxy.addr;
-    let url = proxy.url("/scim/v2/Users");
+    let url = proxy.url("/scim/v2/Custom");
     let in_flight = tokio::spawn(async move {
         let request = Request::post(url)
             .body(Full::new(Bytes::from_static(b"{}")))

@@ -7,6 +7,8 @@ use scimguard::cli::RunArgs;
 
 use crate::support::*;
 
+const PATCH: &str = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"Group Foo New"}]}"#;
+
 #[tokio::test]
 async fn https_upstream_trusted_through_upstream_ca_speaks_h2_with_its_own_sni_and_authority() {
     let pki = TestPki::mint();
@@ -26,7 +28,7 @@ async fn https_upstream_trusted_through_upstream_ca_speaks_h2_with_its_own_sni_a
             .uri(proxy.url("/Groups/g-1"))
             .header("host", "proxy.example")
             .header("authorization", "Bearer abc")
-            .body(Full::new(Bytes::from_static(b"{\"Operations\":[]}")))
+            .body(Full::new(Bytes::from_static(PATCH.as_bytes())))
             .unwrap();
         let (status, _, body, _) = send(&client, request).await;
         assert_eq!(status, 201);
@@ -46,7 +48,7 @@ async fn https_upstream_trusted_through_upstream_ca_speaks_h2_with_its_own_sni_a
             Some(format!("localhost:{}", upstream.addr.port()))
         );
         assert_eq!(got.headers["authorization"], "Bearer abc");
-        assert_eq!(got.body, "{\"Operations\":[]}");
+        assert_eq!(got.body, PATCH);
     }
     let snis = upstream.snis.lock().unwrap().clone();
     assert_eq!(

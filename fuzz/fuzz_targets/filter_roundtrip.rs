@@ -1,0 +1,27 @@
+//! Any text: `parse_filter` never panics, and what parses round-trips through its
+//! canonical form (`parse(display(ast)) == ast`, and the canonical text is stable).
+//! Errors must point inside the input and render.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use scimguard::scim::parse_filter;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    match parse_filter(input) {
+        Ok(filter) => {
+            let text = filter.to_string();
+            let again = parse_filter(&text)
+                .unwrap_or_else(|e| panic!("canonical {text:?} of {input:?} fails: {e}"));
+            assert_eq!(again, filter, "{input:?} -> {text:?}");
+            assert_eq!(again.to_string(), text);
+        }
+        Err(e) => {
+            assert!(e.offset <= input.len() && input.is_char_boundary(e.offset));
+            let _ = e.render(input);
+        }
+    }
+});

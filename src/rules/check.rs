@@ -1,0 +1,278 @@
+//! The closed set of check kinds a rule can use, and [`run`], the one place they are
+//! matched. Each kind's parameters come from the rule's `[rule.check]` table; its code
+//! lives with its resource (`user.rs`, `patch.rs`, `group.rs`, `list.rs`).
+
+use serde::Deserialize;
+
+use super::context::{Reporter, RequestView, State};
+use super::{group, list, patch, user, Action, Rule};
+
+/// A check kind with its parameters (`kind = "…"` in the rules file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Check {
+    // ---- any operation -------------------------------------------------------------
+    /// The operation itself is not supported (Bulk, Me, Search, PutGroup).
+    UnsupportedOperation,
+    /// A path scimguard does not recognise as a SCIM endpoint.
+    UnknownEndpoint,
+    /// The body must be a JSON object (when there is a body).
+    JsonBody,
+
+    // ---- resource bodies (CreateUser, PutUser, CreateGroup; PatchUser values) -------
+    /// These attributes must be present and not empty. Dotted names reach sub-attributes.
+    Required { attributes: Vec<String> },
+    /// These attributes are not accepted: fix = drop them.
+    DropAttributes { attributes: Vec<String> },
+    /// These sub-attributes of these (single or multi-valued) attributes are not
+    /// accepted: fix = drop them.
+    DropSubAttributes {
+        attributes: Vec<String>,
+        sub_attributes: Vec<String>,
+    },
+    /// These multi-valued attributes may hold one value: fix = keep the primary one,
+    /// else the one of type work, else the first.
+    SingleValue { attributes: Vec<String> },
+    /// The one email must be marked primary: fix = `"primary": true`.
+    PrimaryEmail,
+    /// Only these schema URNs (and their extension blocks): fix = drop the others.
+    KnownSchemas { allowed: Vec<String> },
+    /// `""` as a value: fix = drop the attribute.
+    EmptyString,
+    /// The enterprise manager as a bare string: fix = `{"value": "…"}`.
+    ManagerObject,
+    /// Characters refused in these attributes (`["*"]`: every string, except those in
+    /// `except`).
+    RefusedCharacters {
+        attributes: Vec<String>,
+        #[serde(default)]
+        except: Vec<String>,
+        /// Characters refused besides control and zero-width characters.
+        characters: String,
+    },
+    /// A multi-valued list of group members longer than `max`: fix = split into batches.
+    MembersLimit { max: usize },
+    /// Member entries: fix = drop `display` and a null `$ref`.
+    MemberEntries,
+
+    // ---- PATCH (PatchUser, PatchGroup) ----------------------------------------------
+    /// `op` must be add, replace or remove, in any case.
+    PatchOpSupported,
+    /// `op` in another case than lower (`Replace`): fix = lowercase it.
+    PatchOpCase,
+    /// `path` is required for these ops.
+    PatchPathRequired { ops: Vec<String> },
+    /// `value` is required for these ops.
+    PatchValueRequired { ops: Vec<String> },
+    /// Paths may only name these attributes (their sub-attributes and value filters
+    /// included). A path that matches only case-insensitively: fix = the listed casing.
+    PatchPaths { attributes: Vec<String> },
+    /// `op` may not target these attributes.
+    PatchForbiddenOp { op: String, attributes: Vec<String> },
+    /// At most one operation may target each of these attributes.
+    PatchSingleOperation { attributes: Vec<String> },
+    /// Value filters in paths may only use these comparison operators.
+    PatchFilterOperators { operators: Vec<String> },
+    /// A path-less add/replace that sets several attributes: fix = one operation per
+    /// attribute, with its path.
+    PatchSplitPathless,
+    /// A boolean attribute sent as a string ("False"): fix = a JSON boolean.
+    PatchBooleanString { attributes: Vec<String> },
+    /// The body rules of `checks`, applied to each operation's value as if it were a
+    /// resource body.
+    PatchValues { checks: Vec<Check> },
+    /// In a path-less PatchGroup value: fix = drop `id` (when it is the group's own),
+    /// `schemas` and `meta`; anything else but the allowed attributes fails.
+    PatchGroupPathless { allowed: Vec<String> },
+    /// `replace` on `members`.
+    PatchReplaceMembers,
+    /// `remove` with a `members[value eq "…"]` path: fix = path `members` and a value list.
+    PatchRemoveMemberFilter,
+    /// More than `max` membership changes: fix = sequential batches of at most `max`.
+    PatchMembersLimit { max: usize },
+
+    // ---- lists (ListUsers, ListGroups) ------------------------------------------------
+    /// The filter must parse.
+    FilterParses,
+    /// Only these comparison operators and logical operators.
+    FilterOperators {
+        operators: Vec<String>,
+        logical: Vec<String>,
+    },
+    /// The filter's attributes must form one of these sets (matched case-insensitively).
+    FilterAttributeSets { sets: Vec<Vec<String>> },
+    /// A comparison with an empty string value.
+    FilterEmptyValue,
+    /// Query parameters the upstream ignores, and `count` above `max_count`.
+    IgnoredParameters {
+        parameters: Vec<String>,
+        max_count: u64,
+    },
+    /// The query string must decode (valid UTF-8, no repeated parameter).
+    QueryParses,
+}
+
+impl Check {
+    /// The kind's name as written in the rules file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::UnsupportedOperation => "unsupported-operation",
+            Check::UnknownEndpoint => "unknown-endpoint",
+            Check::JsonBody => "json-body",
+            Check::Required { .. } => "required",
+            Check::DropAttributes { .. } => "drop-attributes",
+            Check::DropSubAttributes { .. } => "drop-sub-attributes",
+            Check::SingleValue { .. } => "single-value",
+            Check::PrimaryEmail => "primary-email",
+            Check::KnownSchemas { .. } => "known-schemas",
+            Check::EmptyString => "empty-string",
+            Check::ManagerObject => "manager-object",
+            Check::RefusedCharacters { .. } => "refused-characters",
+            Check::MembersLimit { .. } => "members-limit",
+            Check::MemberEntries => "member-entries",
+            Check::PatchOpSupported => "patch-op-supported",
+            Check::PatchOpCase => "patch-op-case",
+            Check::PatchPathRequired { .. } => "patch-path-required",
+            Check::PatchValueRequired { .. } => "patch-value-required",
+            Check::PatchPaths { .. } => "patch-paths",
+            Check::PatchForbiddenOp { .. } => "patch-forbidden-op",
+            Check::PatchSingleOperation { .. } => "patch-single-operation",
+            Check::PatchFilterOperators { .. } => "patch-filter-operators",
+            Check::PatchSplitPathless => "patch-split-pathless",
+            Check::PatchBooleanString { .. } => "patch-boolean-string",
+            Check::PatchValues { .. } => "patch-values",
+            Check::PatchGroupPathless { .. } => "patch-group-pathless",
+            Check::PatchReplaceMembers => "patch-replace-members",
+            Check::PatchRemoveMemberFilter => "patch-remove-member-filter",
+            Check::PatchMembersLimit { .. } => "patch-members-limit",
+            Check::FilterParses => "filter-parses",
+            Check::FilterOperators { .. } => "filter-operators",
+            Check::FilterAttributeSets { .. } => "filter-attribute-sets",
+            Check::FilterEmptyValue => "filter-empty-value",
+            Check::IgnoredParameters { .. } => "ignored-parameters",
+            Check::QueryParses => "query-parses",
+        }
+    }
+
+    /// Whether the kind has a safe fix, i.e. supports the `rewrite` action. Every kind
+    /// supports reject, warn and off.
+    pub fn can_rewrite(&self) -> bool {
+        match self {
+            Check::DropAttributes { .. }
+            | Check::DropSubAttributes { .. }
+            | Check::SingleValue { .. }
+            | Check::PrimaryEmail
+            | Check::KnownSchemas { .. }
+            | Check::EmptyString
+            | Check::ManagerObject
+            | Check::MembersLimit { .. }
+            | Check::MemberEntries
+            | Check::PatchOpCase
+            | Check::PatchPaths { .. }
+            | Check::PatchSplitPathless
+            | Check::PatchBooleanString { .. }
+            | Check::PatchGroupPathless { .. }
+            | Check::PatchRemoveMemberFilter
+            | Check::PatchMembersLimit { .. } => true,
+            Check::PatchValues { checks } => checks.iter().any(Check::can_rewrite),
+            _ => false,
+        }
+    }
+
+    /// RFC 7644 §3.12's `scimType` for a rejection by this kind.
+    pub fn scim_type(&self) -> &'static str {
+        match self {
+            Check::FilterParses
+            | Check::FilterOperators { .. }
+            | Check::FilterAttributeSets { .. }
+            | Check::FilterEmptyValue => "invalidFilter",
+            Check::PatchPaths { .. }
+            | Check::PatchFilterOperators { .. }
+            | Check::PatchPathRequired { .. }
+            | Check::PatchForbiddenOp { .. } => "invalidPath",
+            Check::JsonBody | Check::QueryParses => "invalidSyntax",
+            Check::PatchOpSupported => "invalidSyntax",
+            Check::MembersLimit { .. } | Check::PatchMembersLimit { .. } => "tooMany",
+            Check::PatchReplaceMembers | Check::UnsupportedOperation | Check::UnknownEndpoint => {
+                "mutability"
+            }
+            _ => "invalidValue",
+        }
+    }
+
+    pub fn supports(&self, action: Action) -> bool {
+        action != Action::Rewrite || self.can_rewrite()
+    }
+
+    /// "reject, rewrite, warn or off" or "reject, warn or off", for error messages.
+    pub fn supported_actions(&self) -> &'static str {
+        if self.can_rewrite() {
+            "reject, rewrite, warn or off"
+        } else {
+            "reject, warn or off"
+        }
+    }
+}
+
+/// Runs one rule's check: THE match over check kinds.
+pub(crate) fn run(rule: &Rule, request: &RequestView<'_>, state: &mut State) {
+    let r = Reporter { rule };
+    run_check(&rule.check, &r, request, state);
+}
+
+pub(crate) fn run_check(
+    check: &Check,
+    r: &Reporter<'_>,
+    request: &RequestView<'_>,
+    state: &mut State,
+) {
+    match check {
+        Check::UnsupportedOperation => user::unsupported_operation(r, request, state),
+        Check::UnknownEndpoint => user::unknown_endpoint(r, request, state),
+        Check::JsonBody => user::json_body(r, state),
+        Check::Required { attributes } => user::required(r, attributes, state),
+        Check::DropAttributes { attributes } => user::drop_attributes(r, attributes, state),
+        Check::DropSubAttributes {
+            attributes,
+            sub_attributes,
+        } => user::drop_sub_attributes(r, attributes, sub_attributes, state),
+        Check::SingleValue { attributes } => user::single_value(r, attributes, state),
+        Check::PrimaryEmail => user::primary_email(r, state),
+        Check::KnownSchemas { allowed } => user::known_schemas(r, allowed, state),
+        Check::EmptyString => user::empty_string(r, state),
+        Check::ManagerObject => user::manager_object(r, state),
+        Check::RefusedCharacters {
+            attributes,
+            except,
+            characters,
+        } => user::refused_characters(r, attributes, except, characters, state),
+        Check::MembersLimit { max } => group::members_limit(r, *max, state),
+        Check::MemberEntries => group::member_entries(r, request, state),
+        Check::PatchOpSupported => patch::op_supported(r, state),
+        Check::PatchOpCase => patch::op_case(r, state),
+        Check::PatchPathRequired { ops } => patch::path_required(r, ops, state),
+        Check::PatchValueRequired { ops } => patch::value_required(r, ops, state),
+        Check::PatchPaths { attributes } => patch::paths(r, attributes, state),
+        Check::PatchForbiddenOp { op, attributes } => patch::forbidden_op(r, op, attributes, state),
+        Check::PatchSingleOperation { attributes } => patch::single_operation(r, attributes, state),
+        Check::PatchFilterOperators { operators } => patch::filter_operators(r, operators, state),
+        Check::PatchSplitPathless => patch::split_pathless(r, state),
+        Check::PatchBooleanString { attributes } => patch::boolean_string(r, attributes, state),
+        Check::PatchValues { checks } => patch::values(r, checks, request, state),
+        Check::PatchGroupPathless { allowed } => group::patch_pathless(r, allowed, request, state),
+        Check::PatchReplaceMembers => group::replace_members(r, state),
+        Check::PatchRemoveMemberFilter => group::remove_member_filter(r, state),
+        Check::PatchMembersLimit { max } => group::patch_members_limit(r, *max, state),
+        Check::FilterParses => list::filter_parses(r, request, state),
+        Check::FilterOperators { operators, logical } => {
+            list::filter_operators(r, operators, logical, request, state)
+        }
+        Check::FilterAttributeSets { sets } => list::filter_attribute_sets(r, sets, request, state),
+        Check::FilterEmptyValue => list::filter_empty_value(r, request, state),
+        Check::IgnoredParameters {
+            parameters,
+            max_count,
+        } => list::ignored_parameters(r, parameters, *max_count, request, state),
+        Check::QueryParses => list::query_parses(r, request, state),
+    }
+}

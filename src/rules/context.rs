@@ -1,0 +1,210 @@
+//! What a check sees (the [`RequestView`]) and what it leaves behind (findings, a fixed
+//! working copy of the body, batches).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Action, Evaluation, Rule};
+use crate::scim::operation::Operation;
+use crate::scim::query::{Query, QueryError};
+
+/// A classified request, as the rules see it. Pure data: no I/O behind it.
+#[derive(Debug, Clone)]
+pub struct RequestView<'a> {
+    pub operation: Operation,
+    /// The resource id from the path (`/Users/{id}`), percent-decoded.
+    pub resource_id: Option<&'a str>,
+    /// The parsed query string, or why it could not be parsed.
+    pub query: &'a Result<Query, QueryError>,
+    /// The body exactly as received.
+    pub body: &'a [u8],
+}
+
+/// One rule firing on one place of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: String,
+    /// The rule's action when it fired (in observe mode: what it would have done).
+    pub action: Action,
+    /// Where: a JSON pointer into the body (`/emails/1`), `query:filter`, `path`, or `body`.
+    pub location: String,
+    /// The rule's message with its placeholders filled in, written for the admin.
+    pub message: String,
+    /// The guide section, or `observed: …` with AWS's message.
+    pub source: String,
+    /// What a rewrite changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<Fix>,
+    /// RFC 7644 §3.12 `scimType` for an error built from this finding.
+    #[serde(skip)]
+    pub scim_type: &'static str,
+}
+
+/// A rewrite's change, as compact JSON text (`(absent)` when there is none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fix {
+    pub before: String,
+    pub after: String,
+}
+
+/// Where a follow-up request of a split goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchTarget {
+    /// The same resource as the original request (PatchGroup batches).
+    SameResource,
+    /// The group the first request creates: its id comes from that response.
+    CreatedGroup,
+}
+
+/// A follow-up PATCH of a split request, sent after the first one succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Batch {
+    pub target: BatchTarget,
+    pub body: Value,
+    /// The member ids this batch adds or removes, for the admin's report on failure.
+    pub member_ids: Vec<String>,
+}
+
+/// The request body, parsed once.
+#[derive(Debug)]
+pub enum Body {
+    Empty,
+    Invalid(serde_json::Error),
+    Json(Value),
+}
+
+/// Mutable state threaded through the rules of one evaluation.
+#[derive(Debug)]
+pub struct State {
+    pub body: Body,
+    pub changed: bool,
+    pub findings: Vec<Finding>,
+    pub batches: Vec<Batch>,
+}
+
+impl State {
+    pub fn new(request: &RequestView<'_>) -> Self {
+        let body = if request.body.iter().all(u8::is_ascii_whitespace) {
+            Body::Empty
+        } else {
+            match serde_json::from_slice(request.body) {
+                Ok(v) => Body::Json(v),
+                Err(e) => Body::Invalid(e),
+            }
+        };
+        State {
+            body,
+            changed: false,
+            findings: Vec::new(),
+            batches: Vec::new(),
+        }
+    }
+
+    pub fn finish(self) -> Evaluation {
+        let rewritten = match (self.changed, self.body) {
+            (true, Body::Json(v)) => Some(v),
+            _ => None,
+        };
+        Evaluation {
+            findings: self.findings,
+            rewritten,
+            batches: self.batches,
+        }
+    }
+
+    /// The body as a JSON object, if it is one.
+    pub fn object(&self) -> Option<&serde_json::Map<String, Value>> {
+        match &self.body {
+            Body::Json(Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The body as a mutable JSON object, if it is one.
+    pub fn object_mut(&mut self) -> Option<&mut serde_json::Map<String, Value>> {
+        match &mut self.body {
+            Body::Json(Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    }
+}
+
+/// A check's handle for reporting: one per rule run.
+pub struct Reporter<'r> {
+    pub rule: &'r Rule,
+}
+
+impl Reporter<'_> {
+    /// Whether this rule fixes what it finds (its action is rewrite).
+    pub fn rewrites(&self) -> bool {
+        self.rule.action == Action::Rewrite
+    }
+
+    /// Records a finding without a fix.
+    pub fn report(&self, state: &mut State, location: impl Into<String>, vars: &[(&str, String)]) {
+        state
+            .findings
+            .push(self.finding(location.into(), vars, None));
+    }
+
+    /// Records a finding the rule cannot fix although its action is rewrite: it rejects
+    /// instead (a request AWS would refuse must not be forwarded as if fixed). Under
+    /// warn it stays a warning.
+    pub fn unfixable(
+        &self,
+        state: &mut State,
+        location: impl Into<String>,
+        vars: &[(&str, String)],
+    ) {
+        let mut finding = self.finding(location.into(), vars, None);
+        if finding.action == Action::Rewrite {
+            finding.action = Action::Reject;
+        }
+        state.findings.push(finding);
+    }
+
+    /// Records a finding whose fix has been applied to the working body.
+    pub fn fixed(
+        &self,
+        state: &mut State,
+        location: impl Into<String>,
+        vars: &[(&str, String)],
+        before: String,
+        after: String,
+    ) {
+        state.changed = true;
+        let fix = Some(Fix { before, after });
+        state
+            .findings
+            .push(self.finding(location.into(), vars, fix));
+    }
+
+    fn finding(&self, location: String, vars: &[(&str, String)], fix: Option<Fix>) -> Finding {
+        let mut all: Vec<(&str, String)> = Vec::with_capacity(vars.len() + 1);
+        all.push(("location", location.clone()));
+        all.extend(vars.iter().cloned());
+        Finding {
+            rule: self.rule.id.clone(),
+            action: self.rule.action,
+            location,
+            message: self.rule.render(&all),
+            source: self.rule.source.clone(),
+            fix,
+            scim_type: self.rule.check.scim_type(),
+        }
+    }
+}
+
+/// Compact JSON text of a value for fixes and messages; `(absent)` for none.
+pub(crate) fn show(value: Option<&Value>) -> String {
+    match value {
+        Some(v) => v.to_string(),
+        None => "(absent)".to_owned(),
+    }
+}
+
+/// Escapes a key for a JSON pointer (RFC 6901 §3: `~` → `~0`, `/` → `~1`).
+pub(crate) fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}

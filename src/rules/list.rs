@@ -1,0 +1,239 @@
+//! Checks on list requests (ListUsers, ListGroups): the query string and the filter.
+//! Each check parses what it needs from the [`RequestView`]; parsing a filter costs
+//! about a microsecond and lists are a small share of a sync's traffic.
+
+use super::context::{Reporter, RequestView, State};
+use crate::scim::filter::{AttrPath, CompValue, Filter};
+use crate::scim::Query;
+
+/// The query, when it decoded; `query-parses` reports when it did not.
+fn query<'q>(request: &'q RequestView<'_>) -> Option<&'q Query> {
+    request.query.as_ref().ok()
+}
+
+/// The filter's text and tree, when there is a filter and it parses; `filter-parses`
+/// reports when it does not.
+fn filter(request: &RequestView<'_>) -> Option<(String, Filter)> {
+    let q = query(request)?;
+    let text = q.filter.clone()?;
+    let parsed = q.parsed_filter()?.ok()?;
+    Some((text, parsed))
+}
+
+pub(crate) fn query_parses(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    match request.query {
+        Err(e) => r.report(state, "query", &[("problem", e.to_string())]),
+        Ok(q) => {
+            for name in &q.repeated {
+                let problem = format!("parameter `{name}` is given more than once; servers disagree on which value wins");
+                r.report(state, format!("query:{name}"), &[("problem", problem)]);
+            }
+        }
+    }
+}
+
+pub(crate) fn filter_parses(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    let Some(q) = query(request) else { return };
+    let (Some(text), Some(Err(e))) = (&q.filter, q.parsed_filter()) else {
+        return;
+    };
+    let vars = [
+        ("filter", text.clone()),
+        ("column", e.column.to_string()),
+        ("problem", e.message()),
+        ("hint", e.hint().unwrap_or_default()),
+    ];
+    r.report(state, "query:filter", &vars);
+}
+
+/// The logical operators a filter uses (`and`, `or`, `not`), each once, in text order.
+fn logical_operators(f: &Filter, out: &mut Vec<&'static str>) {
+    let mut add = |op: &'static str| {
+        if !out.contains(&op) {
+            out.push(op);
+        }
+    };
+    match f {
+        Filter::And(items) => {
+            add("and");
+            items.iter().for_each(|i| logical_operators(i, out));
+        }
+        Filter::Or(items) => {
+            add("or");
+            items.iter().for_each(|i| logical_operators(i, out));
+        }
+        Filter::Not(inner) => {
+            add("not");
+            logical_operators(inner, out);
+        }
+        Filter::ValuePath { filter, .. } => {
+            add("[ ] (value filter)");
+            logical_operators(filter, out);
+        }
+        Filter::Compare { .. } | Filter::Present { .. } => {}
+    }
+}
+
+pub(crate) fn filter_operators(
+    r: &Reporter<'_>,
+    operators: &[String],
+    logical: &[String],
+    request: &RequestView<'_>,
+    state: &mut State,
+) {
+    let Some((text, parsed)) = filter(request) else {
+        return;
+    };
+    let mut refused: Vec<String> = Vec::new();
+    for term in parsed.terms() {
+        let op = term.op.map(|o| o.as_str()).unwrap_or("pr");
+        if !operators.iter().any(|a| a.eq_ignore_ascii_case(op)) && !refused.iter().any(|x| x == op)
+        {
+            refused.push(op.to_owned());
+        }
+    }
+    let mut used = Vec::new();
+    logical_operators(&parsed, &mut used);
+    for op in used {
+        if !logical.iter().any(|a| a.eq_ignore_ascii_case(op)) && !refused.iter().any(|x| x == op) {
+            refused.push(op.to_owned());
+        }
+    }
+    if refused.is_empty() {
+        return;
+    }
+    let supported = operators
+        .iter()
+        .chain(logical)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    r.report(
+        state,
+        "query:filter",
+        &[
+            ("filter", text),
+            ("operators", refused.join(", ")),
+            ("supported", supported),
+        ],
+    );
+}
+
+/// How a rule names a filter attribute: `userName`, `members.value`, `manager`, with
+/// the URN left out (AWS matches the enterprise `manager` with or without it).
+fn rule_name(attr: &AttrPath) -> String {
+    match &attr.sub_attr {
+        Some(sub) => format!("{}.{sub}", attr.name),
+        None => attr.name.clone(),
+    }
+}
+
+pub(crate) fn filter_attribute_sets(
+    r: &Reporter<'_>,
+    sets: &[Vec<String>],
+    request: &RequestView<'_>,
+    state: &mut State,
+) {
+    let Some((text, parsed)) = filter(request) else {
+        return;
+    };
+    let mut used: Vec<String> = Vec::new();
+    for term in parsed.terms() {
+        let name = match term.parent {
+            Some(parent) => format!("{}.{}", parent.name, term.attr.name),
+            None => rule_name(term.attr),
+        };
+        if !used.iter().any(|u| u.eq_ignore_ascii_case(&name)) {
+            used.push(name);
+        }
+    }
+    let matches = |set: &Vec<String>| {
+        set.len() == used.len()
+            && set
+                .iter()
+                .all(|s| used.iter().any(|u| u.eq_ignore_ascii_case(s)))
+    };
+    if sets.iter().any(matches) {
+        return;
+    }
+    let supported = sets
+        .iter()
+        .map(|s| format!("({})", s.join(" and ")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    r.report(
+        state,
+        "query:filter",
+        &[
+            ("filter", text),
+            ("attributes", used.join(", ")),
+            ("supported", supported),
+        ],
+    );
+}
+
+pub(crate) fn filter_empty_value(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    let Some((text, parsed)) = filter(request) else {
+        return;
+    };
+    let empty: Vec<String> = parsed
+        .terms()
+        .iter()
+        .filter(|t| matches!(t.value, Some(CompValue::String(s)) if s.trim().is_empty()))
+        .map(|t| rule_name(t.attr))
+        .collect();
+    for attribute in empty {
+        r.report(
+            state,
+            "query:filter",
+            &[("filter", text.clone()), ("attribute", attribute)],
+        );
+    }
+}
+
+pub(crate) fn ignored_parameters(
+    r: &Reporter<'_>,
+    parameters: &[String],
+    max_count: u64,
+    request: &RequestView<'_>,
+    state: &mut State,
+) {
+    let Some(q) = query(request) else { return };
+    let given = [
+        ("startIndex", &q.start_index),
+        ("count", &q.count),
+        ("attributes", &q.attributes),
+        ("excludedAttributes", &q.excluded_attributes),
+        ("sortBy", &q.sort_by),
+        ("sortOrder", &q.sort_order),
+    ];
+    let mut hits = Vec::new();
+    for (name, value) in given {
+        let Some(value) = value else { continue };
+        if name == "count" {
+            // A count within AWS's page size is honoured; above it, AWS returns at most
+            // `max_count` results anyway.
+            match value.trim().parse::<u64>() {
+                Ok(n) if n <= max_count => continue,
+                _ => hits.push((
+                    name,
+                    value.clone(),
+                    format!("AWS returns at most {max_count} results per request"),
+                )),
+            }
+        } else if parameters.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+            hits.push((name, value.clone(), "AWS ignores this parameter".to_owned()));
+        }
+    }
+    for (name, value, effect) in hits {
+        r.report(
+            state,
+            format!("query:{name}"),
+            &[
+                ("parameter", name.to_owned()),
+                ("value", value),
+                ("effect", effect),
+            ],
+        );
+    }
+}

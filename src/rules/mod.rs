@@ -1,0 +1,268 @@
+//! AWS's constraints as data: [`RuleSet`] loads `rules/*.toml` (the default file is
+//! embedded in the binary) and checks a classified request against every rule that
+//! applies to its operation.
+//!
+//! A rule is `id` + `operations` + a [`Check`] (a closed set of kinds, matched in one
+//! place: [`check::run`]) + a default [`Action`] + a `message` template + its `source`
+//! (the guide section, or `observed:` with AWS's own message). `rules/README.md`
+//! documents the schema.
+
+pub mod check;
+pub mod context;
+mod group;
+mod list;
+mod load;
+mod patch;
+mod user;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use check::Check;
+pub use context::{Finding, Fix, RequestView};
+pub use load::RulesError;
+
+use crate::scim::operation::Operation;
+
+/// The embedded default rules: AWS IAM Identity Center as of the guide in `shared/spec`
+/// plus behaviour observed from the real service.
+pub const DEFAULT_RULES: &str = include_str!("../../rules/aws-identity-center.toml");
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Answer at once with a SCIM error; the request never reaches the upstream.
+    Reject,
+    /// Apply the rule's safe fix and forward the fixed request.
+    Rewrite,
+    /// Forward unchanged; report the finding.
+    Warn,
+    /// Do not run the rule.
+    Off,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Reject => "reject",
+            Action::Rewrite => "rewrite",
+            Action::Warn => "warn",
+            Action::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "reject" => Ok(Action::Reject),
+            "rewrite" => Ok(Action::Rewrite),
+            "warn" => Ok(Action::Warn),
+            "off" => Ok(Action::Off),
+            _ => Err(format!(
+                "`{s}` is not an action; use reject, rewrite, warn or off"
+            )),
+        }
+    }
+}
+
+/// Whether actions apply (enforce) or are only reported as "would …" (observe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Observe,
+}
+
+/// One rule, validated.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub operations: Vec<Operation>,
+    pub check: Check,
+    pub action: Action,
+    pub message: String,
+    pub source: String,
+}
+
+impl Rule {
+    /// The text that replaces `{name}` placeholders of the message with `vars`.
+    pub fn render(&self, vars: &[(&str, String)]) -> String {
+        render_template(&self.message, vars)
+    }
+}
+
+/// Replaces every `{name}` in `template` with its value in `vars`; unknown names stay.
+pub fn render_template(template: &str, vars: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let name = &after[..close];
+                match vars.iter().find(|(k, _)| *k == name) {
+                    Some((_, v)) => out.push_str(v),
+                    None => {
+                        out.push('{');
+                        out.push_str(name);
+                        out.push('}');
+                    }
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The rules in effect: loaded, validated and with overrides applied.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Per operation, the indexes of the rules that apply to it, in file order.
+    by_operation: BTreeMap<Operation, Vec<usize>>,
+}
+
+/// The outcome of checking one request.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    /// Every finding, in rule order; each carries the action it had.
+    pub findings: Vec<Finding>,
+    /// The request body after every rewrite fix, when any fix changed it.
+    pub rewritten: Option<serde_json::Value>,
+    /// Sequential follow-up requests when a fix split the request (member batches).
+    pub batches: Vec<context::Batch>,
+}
+
+impl RuleSet {
+    /// The embedded default rules.
+    pub fn embedded() -> Result<Self, RulesError> {
+        Self::parse(DEFAULT_RULES, "rules/aws-identity-center.toml (embedded)")
+    }
+
+    /// Parses a rules file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, RulesError> {
+        let rules = load::parse(text, origin)?;
+        Ok(Self::from_rules(rules))
+    }
+
+    /// Reads and parses a rules file.
+    pub fn load(path: &std::path::Path) -> Result<Self, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError {
+            origin: path.display().to_string(),
+            line: None,
+            message: format!("cannot read the file: {e}"),
+            fix: "check the path given to --rules".into(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn from_rules(rules: Vec<Rule>) -> Self {
+        let mut by_operation: BTreeMap<Operation, Vec<usize>> = BTreeMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for op in &rule.operations {
+                by_operation.entry(*op).or_default().push(i);
+            }
+        }
+        RuleSet {
+            rules,
+            by_operation,
+        }
+    }
+
+    /// All rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Changes one rule's action (`[rules.actions]`, `--rule ID=ACTION`). The error names
+    /// the unknown id or the action the rule's check cannot take.
+    pub fn set_action(&mut self, id: &str, action: Action) -> Result<(), String> {
+        let rule =
+            self.rules.iter_mut().find(|r| r.id == id).ok_or_else(|| {
+                format!("no rule has the id `{id}`; `scimguard rules` lists them")
+            })?;
+        if !rule.check.supports(action) {
+            return Err(format!(
+                "rule `{id}` cannot {action}: its check `{}` supports {}",
+                rule.check.kind(),
+                rule.check.supported_actions()
+            ));
+        }
+        rule.action = action;
+        Ok(())
+    }
+
+    /// Sets every rule that can reject to reject and turns every rewrite into reject
+    /// (or off when the check cannot reject): the emulator's strict view of AWS.
+    pub fn strict(mut self) -> Self {
+        for rule in &mut self.rules {
+            if rule.action == Action::Off {
+                continue;
+            }
+            rule.action = if rule.check.supports(Action::Reject) {
+                Action::Reject
+            } else {
+                Action::Off
+            };
+        }
+        self
+    }
+
+    /// Runs every rule for the request's operation. Rewrites change a working copy of
+    /// the body, so later rules see the fixed body; in observe mode the caller simply
+    /// forwards the original bytes.
+    pub fn evaluate(&self, request: &RequestView<'_>) -> Evaluation {
+        let mut state = context::State::new(request);
+        if let Some(indexes) = self.by_operation.get(&request.operation) {
+            for &i in indexes {
+                let rule = &self.rules[i];
+                if rule.action == Action::Off {
+                    continue;
+                }
+                check::run(rule, request, &mut state);
+            }
+        }
+        state.finish()
+    }
+}
+
+/// The rules as a table for `scimguard rules`: id, action, operations, then the source
+/// on its own indented line (sources are long).
+pub fn table(rules: &RuleSet) -> String {
+    let width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for rule in rules.rules() {
+        let ops = rule
+            .operations
+            .iter()
+            .map(|o| o.name())
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push_str(&format!(
+            "{:<width$}  {:<7}  {ops}\n    source: {}\n",
+            rule.id,
+            rule.action.as_str(),
+            rule.source
+        ));
+    }
+    out
+}

@@ -1,0 +1,94 @@
+//! Findings × mode → [`Verdict`]: forward untouched, forward rewritten (maybe in
+//! batches), or reject with an AWS-shaped SCIM error that lists every problem.
+
+use crate::rules::{Action, Evaluation, Finding, Mode};
+use crate::scim::error::ScimError;
+
+/// What the pipeline does with a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Forward the original bytes.
+    Forward,
+    /// Forward the fixed body, then each batch in order.
+    Rewrite {
+        body: Vec<u8>,
+        batches: Vec<crate::rules::context::Batch>,
+    },
+    /// Answer now; nothing reaches the upstream.
+    Reject(ScimError),
+}
+
+impl Verdict {
+    /// The `x-scimguard-verdict` header value.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Forward => "forwarded",
+            Verdict::Rewrite { .. } => "rewritten",
+            Verdict::Reject(_) => "rejected",
+        }
+    }
+}
+
+/// Decides. In observe mode every request is forwarded as received: the findings still
+/// say what enforce mode would have done.
+pub fn decide(evaluation: &Evaluation, mode: Mode) -> Verdict {
+    if mode == Mode::Observe {
+        return Verdict::Forward;
+    }
+    let rejecting: Vec<&Finding> = evaluation
+        .findings
+        .iter()
+        .filter(|f| f.action == Action::Reject)
+        .collect();
+    if !rejecting.is_empty() {
+        return Verdict::Reject(rejection(&rejecting));
+    }
+    match &evaluation.rewritten {
+        Some(body) => Verdict::Rewrite {
+            // A serde_json::Value always serializes.
+            body: serde_json::to_vec(body).unwrap_or_default(),
+            batches: evaluation.batches.clone(),
+        },
+        None => Verdict::Forward,
+    }
+}
+
+/// The 400 that lists every rejecting finding, written for the admin who reads it in
+/// the IdP's provisioning log: rule, place, what is wrong and why, and the source.
+pub fn rejection(findings: &[&Finding]) -> ScimError {
+    let mut detail =
+        String::from("scimguard rejected this request before it reached AWS IAM Identity Center");
+    if findings.len() == 1 {
+        detail.push_str(": ");
+    } else {
+        detail.push_str(&format!(" ({} problems): ", findings.len()));
+    }
+    for (i, f) in findings.iter().enumerate() {
+        if findings.len() > 1 {
+            detail.push_str(&format!("({}) ", i + 1));
+        }
+        detail.push_str(&format!(
+            "[{}] at {}: {} (source: {})",
+            f.rule, f.location, f.message, f.source
+        ));
+        if i + 1 < findings.len() {
+            detail.push(' ');
+        }
+    }
+    let scim_type = findings
+        .first()
+        .map(|f| f.scim_type)
+        .unwrap_or("invalidValue");
+    ScimError::new(400, detail).with_scim_type(scim_type)
+}
+
+/// The `x-scimguard-rules` header value: every rule that fired, once each, in order.
+pub fn fired_rules(findings: &[Finding]) -> Option<String> {
+    let mut ids: Vec<&str> = Vec::new();
+    for f in findings {
+        if !ids.contains(&f.rule.as_str()) {
+            ids.push(&f.rule);
+        }
+    }
+    (!ids.is_empty()).then(|| ids.join(","))
+}
