@@ -1,4 +1,5 @@
-//! The accept loop: TCP → (TLS) → HTTP/1.1 or h2 → [`Pipeline::handle`].
+//! The accept loop: TCP → (TLS) → HTTP/1.1 or h2 → a [`Handler`]: the proxy's
+//! [`Pipeline`](crate::pipeline::Pipeline) or the embedded emulator.
 //!
 //! [`serve`] takes its listener and its shutdown future as arguments, so tests bind port
 //! 0 and `main` binds the configured address and passes the signal handler.
@@ -18,7 +19,27 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::exchange::ConnInfo;
-use crate::pipeline::Pipeline;
+use crate::pipeline::Body;
+
+/// What answers requests on a listener. Implementations never fail: every error is a
+/// response.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = http::Response<Body>> + Send;
+}
+
+impl Handler for crate::pipeline::Pipeline {
+    fn handle(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = http::Response<Body>> + Send {
+        crate::pipeline::Pipeline::handle(self, request, conn)
+    }
+}
 
 /// At most 1,024 client connections at once; the next waits in the kernel's accept
 /// queue. An IdP opens a handful (Entra ID about 5, Okta about 10), so this bounds
@@ -42,9 +63,9 @@ pub struct ServerOptions {
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `shutdown_timeout` for in-flight requests to finish.
-pub async fn serve(
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<H>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -111,10 +132,10 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<H: Handler>(
     stream: TcpStream,
     conn: ConnInfo,
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<H>,
     options: ServerOptions,
     protocols: Arc<(http1::Builder, http2::Builder<TokioExecutor>)>,
     watcher: hyper_util::server::graceful::Watcher,

@@ -38,6 +38,9 @@ pub struct Finding {
     /// RFC 7644 §3.12 `scimType` for an error built from this finding.
     #[serde(skip)]
     pub scim_type: &'static str,
+    /// What AWS itself would answer (the rule's `aws_detail`), for the emulator.
+    #[serde(skip)]
+    pub aws_detail: Option<String>,
 }
 
 /// A rewrite's change, as compact JSON text (`(absent)` when there is none).
@@ -192,6 +195,7 @@ impl Reporter<'_> {
             source: self.rule.source.clone(),
             fix,
             scim_type: self.rule.check.scim_type(),
+            aws_detail: self.rule.aws_detail.clone(),
         }
     }
 }

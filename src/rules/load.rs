@@ -50,6 +50,8 @@ struct RawRule {
     action: Spanned<String>,
     message: String,
     source: String,
+    #[serde(default)]
+    aws_detail: Option<String>,
 }
 
 /// Byte offset → 1-based line number.
@@ -175,6 +177,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
             action,
             message: raw.message,
             source: raw.source,
+            aws_detail: raw.aws_detail,
         });
     }
     Ok(rules)

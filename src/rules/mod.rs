@@ -94,7 +94,13 @@ pub struct Rule {
     pub action: Action,
     pub message: String,
     pub source: String,
+    /// What AWS itself answers in `detail` when it refuses such a request (observed), for
+    /// the emulator; `None` means AWS's generic [`AWS_GENERIC_DETAIL`].
+    pub aws_detail: Option<String>,
 }
+
+/// AWS's `detail` for almost every refusal (guide › Errors › ValidationException).
+pub const AWS_GENERIC_DETAIL: &str = "Request is unparsable, syntactically incorrect, or violates schema.";
 
 impl Rule {
     /// The text that replaces `{name}` placeholders of the message with `vars`.
@@ -211,18 +217,13 @@ impl RuleSet {
         Ok(())
     }
 
-    /// Sets every rule that can reject to reject and turns every rewrite into reject
-    /// (or off when the check cannot reject): the emulator's strict view of AWS.
+    /// AWS's own view, for the emulator: what scimguard would fix, AWS refuses, so every
+    /// rewrite becomes a reject; warnings stay warnings (AWS accepts those requests).
     pub fn strict(mut self) -> Self {
         for rule in &mut self.rules {
-            if rule.action == Action::Off {
-                continue;
+            if rule.action == Action::Rewrite {
+                rule.action = Action::Reject;
             }
-            rule.action = if rule.check.supports(Action::Reject) {
-                Action::Reject
-            } else {
-                Action::Off
-            };
         }
         self
     }
