@@ -214,8 +214,10 @@ pub(crate) fn patch_pathless(
                     (Some(id), Some(own)) if id == own => {
                         Verdict::Drop("; it repeats the group's own id, which cannot be set")
                     }
-                    _ => Verdict::Refuse(
-                        "; its id differs from the group's id in the URL".to_owned(),
+                    // The guide's own PatchGroup example sends an id that is not the
+                    // group's, and AWS answers 204: the id is read-only and ignored.
+                    _ => Verdict::Drop(
+                        "; it differs from the group's id in the URL and is read-only (AWS ignores it, as in the guide's PatchGroup example)",
                     ),
                 }
             } else if key.eq_ignore_ascii_case("schemas") || key.eq_ignore_ascii_case("meta") {
@@ -752,8 +754,8 @@ mod tests {
                     Rewrite,
                     Operation::PatchGroup,
                     guide,
-                    vec![(Reject, "/Operations/0/value/id", "0|id; its id differs from the group's id in the URL")],
-                    None,
+                    vec![(Rewrite, "/Operations/0/value/id", "0|id; it differs from the group's id in the URL and is read-only (AWS ignores it, as in the guide's PatchGroup example), so it was removed")],
+                    Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"displayName": "Group Foo New"}}]})),
                 ),
                 (
                     "own id",
@@ -818,11 +820,11 @@ mod tests {
             "no id",
             &e,
             &[(
-                Reject,
+                Rewrite,
                 "/Operations/0/value/id",
-                "; its id differs from the group's id in the URL",
+                "; it differs from the group's id in the URL and is read-only (AWS ignores it, as in the guide's PatchGroup example), so it was removed",
             )],
-            None,
+            Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": []})),
         );
     }
 

@@ -52,6 +52,8 @@ struct RawRule {
     source: String,
     #[serde(default)]
     aws_detail: Option<String>,
+    #[serde(default)]
+    aws_accepts: bool,
 }
 
 /// Byte offset → 1-based line number.
@@ -178,6 +180,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
             message: raw.message,
             source: raw.source,
             aws_detail: raw.aws_detail,
+            aws_accepts: raw.aws_accepts,
         });
     }
     Ok(rules)

@@ -97,10 +97,14 @@ pub struct Rule {
     /// What AWS itself answers in `detail` when it refuses such a request (observed), for
     /// the emulator; `None` means AWS's generic [`AWS_GENERIC_DETAIL`].
     pub aws_detail: Option<String>,
+    /// AWS accepts such requests as they are (the fix is hygiene, not a necessity): the
+    /// emulator does not refuse them.
+    pub aws_accepts: bool,
 }
 
 /// AWS's `detail` for almost every refusal (guide › Errors › ValidationException).
-pub const AWS_GENERIC_DETAIL: &str = "Request is unparsable, syntactically incorrect, or violates schema.";
+pub const AWS_GENERIC_DETAIL: &str =
+    "Request is unparsable, syntactically incorrect, or violates schema.";
 
 impl Rule {
     /// The text that replaces `{name}` placeholders of the message with `vars`.
@@ -109,34 +113,56 @@ impl Rule {
     }
 }
 
-/// Replaces every `{name}` in `template` with its value in `vars`; unknown names stay.
+/// Replaces every `{name}` in `template` with its value in `vars`; unknown names stay
+/// as written. `{{` and `}}` stand for literal braces (messages quote JSON).
 pub fn render_template(template: &str, vars: &[(&str, String)]) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find('}') {
+    while let Some(at) = rest.find(['{', '}']) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix('}') {
+            out.push('}');
+            rest = after;
+            continue;
+        }
+        match tail[1..].find('}') {
             Some(close) => {
-                let name = &after[..close];
+                let name = &tail[1..1 + close];
                 match vars.iter().find(|(k, _)| *k == name) {
                     Some((_, v)) => out.push_str(v),
-                    None => {
-                        out.push('{');
-                        out.push_str(name);
-                        out.push('}');
-                    }
+                    None => out.push_str(&tail[..close + 2]),
                 }
-                rest = &after[close + 1..];
+                rest = &tail[close + 2..];
             }
             None => {
-                out.push_str(&rest[open..]);
+                out.push_str(tail);
                 rest = "";
             }
         }
     }
     out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::render_template;
+
+    #[test]
+    fn fills_placeholders_and_unescapes_braces() {
+        let vars = [("value", "u-1".to_owned()), ("n", "3".to_owned())];
+        assert_eq!(
+            render_template("{{\"value\": \"{value}\"}} x{n} {missing}", &vars),
+            "{\"value\": \"u-1\"} x3 {missing}"
+        );
+        assert_eq!(render_template("open { only", &vars), "open { only");
+    }
 }
 
 /// The rules in effect: loaded, validated and with overrides applied.
@@ -218,10 +244,14 @@ impl RuleSet {
     }
 
     /// AWS's own view, for the emulator: what scimguard would fix, AWS refuses, so every
-    /// rewrite becomes a reject; warnings stay warnings (AWS accepts those requests).
+    /// rewrite becomes a reject, except the rules marked `aws_accepts` (AWS takes the
+    /// request as sent; the guide's own examples do it), which are off. Warnings stay
+    /// warnings: AWS accepts those requests.
     pub fn strict(mut self) -> Self {
         for rule in &mut self.rules {
-            if rule.action == Action::Rewrite {
+            if rule.aws_accepts {
+                rule.action = Action::Off;
+            } else if rule.action == Action::Rewrite {
                 rule.action = Action::Reject;
             }
         }

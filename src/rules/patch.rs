@@ -1724,7 +1724,7 @@ pub(crate) mod tests {
             [(
                 "user.patch.active-string",
                 Rewrite,
-                "operation 0 sets active to the string \"false\"; rewrote it as the JSON boolean false."
+                "PATCH operation 0 sets active to the string \"false\"; AWS IAM Identity Center takes a JSON boolean: false."
             )]
         );
         assert_eq!(

@@ -4,6 +4,8 @@
 mod cli;
 mod forwarding;
 mod limits;
+mod rules;
 mod shutdown;
 mod support;
 mod tls;
+mod verdicts;

@@ -45,6 +45,8 @@ pub enum Behaviour {
     Delay(Duration),
     /// Never answers.
     Stall,
+    /// Answers like `Answer` to the first N requests, then 400 in AWS's error shape.
+    FailFrom(usize),
 }
 
 /// The body `Behaviour::Answer` sends.
@@ -140,10 +142,21 @@ async fn answer(
         headers: parts.headers,
         body,
     });
+    let count = record.lock().unwrap().len();
     match behaviour {
         Behaviour::Answer => {}
         Behaviour::Delay(d) => tokio::time::sleep(d).await,
         Behaviour::Stall => std::future::pending::<()>().await,
+        Behaviour::FailFrom(n) if count > n => {
+            let body = r#"{"schema":["urn:ietf:params:scim:api:messages:2.0:Error"],"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"detail":"Request is unparsable, syntactically incorrect, or violates schema.","status":"400"}"#;
+            return Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .header("content-type", "application/json")
+                .header("x-amzn-requestid", "f00dfeed-0000-4000-8000-000000000400")
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap();
+        }
+        Behaviour::FailFrom(_) => {}
     }
     let mut builder = Response::builder()
         .status(StatusCode::CREATED)
