@@ -26,9 +26,8 @@ use crate::config::Limits;
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::rules::context::{Batch, BatchTarget};
-use crate::rules::{Mode, RequestView, RuleSet};
+use crate::rules::{Mode, RuleSet};
 use crate::scim::error::ScimError;
-use crate::scim::Query;
 use crate::upstream::{remove_hop_by_hop, Upstream};
 use crate::verdict::{self, Verdict};
 
@@ -112,23 +111,17 @@ impl Pipeline {
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         let outbound = self.outbound(parts, conn)?;
 
-        let classified = crate::scim::classify(outbound.method.as_str(), exchange.path.as_str());
-        exchange.operation = Some(classified.operation);
-        let query = Query::parse(
-            outbound
-                .path_and_query
-                .split_once('?')
-                .map_or("", |(_, q)| q),
+        let judgement = verdict::judge(
+            &self.rules,
+            self.mode,
+            outbound.method.as_str(),
+            &outbound.path_and_query,
+            &body,
         );
-        let view = RequestView {
-            operation: classified.operation,
-            resource_id: classified.id.as_deref(),
-            query: &query,
-            body: &body,
-        };
-        let evaluation = self.rules.evaluate(&view);
-        let verdict = verdict::decide(&evaluation, self.mode);
-        exchange.findings = evaluation.findings;
+        let classified = judgement.classified;
+        let verdict = judgement.verdict;
+        exchange.operation = Some(classified.operation);
+        exchange.findings = judgement.evaluation.findings;
         exchange.verdict = verdict.label();
         match verdict {
             Verdict::Forward => self.send(&outbound, None, body, exchange).await,

@@ -1,8 +1,38 @@
 //! Findings × mode → [`Verdict`]: forward untouched, forward rewritten (maybe in
 //! batches), or reject with an AWS-shaped SCIM error that lists every problem.
 
-use crate::rules::{Action, Evaluation, Finding, Mode};
+use crate::rules::{Action, Evaluation, Finding, Mode, RequestView, RuleSet};
 use crate::scim::error::ScimError;
+use crate::scim::{Classified, Query};
+
+/// Everything the pure core decides about one request.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub classified: Classified,
+    pub evaluation: Evaluation,
+    pub verdict: Verdict,
+}
+
+/// Classify, check and decide, with no I/O: the proxy's pipeline, the benchmarks and
+/// offline checking all judge a request through this one function. `target` is the
+/// path with its query as sent on the wire.
+pub fn judge(rules: &RuleSet, mode: Mode, method: &str, target: &str, body: &[u8]) -> Judgement {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let classified = crate::scim::classify(method, path);
+    let query = Query::parse(query);
+    let evaluation = rules.evaluate(&RequestView {
+        operation: classified.operation,
+        resource_id: classified.id.as_deref(),
+        query: &query,
+        body,
+    });
+    let verdict = decide(&evaluation, mode);
+    Judgement {
+        classified,
+        evaluation,
+        verdict,
+    }
+}
 
 /// What the pipeline does with a request.
 #[derive(Debug, Clone, PartialEq)]
