@@ -239,3 +239,131 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+#[test]
+fn parse_filter_prints_the_canonical_form_or_a_caret_under_the_problem() {
+    let (code, stdout, _) = run_to_end(
+        &["parse", "filter", "userName Eq \"bjensen\"  AND  title pr"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), "userName eq \"bjensen\" and title pr");
+
+    let (code, stdout, _) = run_to_end(&["parse", "filter", "userName equals \"bjensen\""], &[]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "userName equals \"bjensen\"");
+    assert_eq!(lines[1], "         ^", "the caret sits under column 10");
+    assert!(
+        lines[2].contains("expected a comparison operator after `userName` at column 10"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = run_to_end(
+        &["parse", "filter", "--json", "emails[type eq \"work\"]"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    let tree: serde_json::Value = serde_json::from_str(&stdout).expect("JSON syntax tree");
+    assert!(tree.to_string().contains("\"work\""), "{tree}");
+}
+
+#[test]
+fn parse_path_handles_value_filters_and_urns() {
+    for path in [
+        "members[value eq \"2819c223\"]",
+        "emails[type eq \"work\"].value",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+    ] {
+        let (code, stdout, _) = run_to_end(&["parse", "path", path], &[]);
+        assert_eq!(code, 0, "{path}: {stdout}");
+        assert_eq!(stdout.trim(), path);
+    }
+    let (code, stdout, _) = run_to_end(&["parse", "path", "members[value eq \"x\""], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("unclosed value filter; missing `]`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn rules_lists_the_rules_in_effect_with_overrides() {
+    let (code, stdout, _) = run_to_end(&["rules", "--rule", "user.multi-value=reject"], &[]);
+    assert_eq!(code, 0);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("user.multi-value "))
+        .expect("the rule is listed");
+    assert!(
+        line.contains("reject") && line.contains("CreateUser,PutUser"),
+        "{line}"
+    );
+    assert!(
+        stdout.contains("source: CreateUser › Constraints"),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = run_to_end(&["rules", "--rule", "user.required=rewrite"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot rewrite"), "{stderr}");
+}
+
+#[test]
+fn a_rules_file_is_validated_with_its_line_and_used_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[rule]]\nid = \"custom.title\"\noperations = [\"CreateUser\"]\ncheck = { kind = \"required\", attributes = [\"title\"] }\naction = \"reject\"\nmessage = \"we need {attribute}\"\nsource = \"house rule\"\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = run_to_end(&["rules", "--check", good.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("1 rules, valid"), "{stdout}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("\"reject\"", "\"block\""),
+    )
+    .unwrap();
+    let (code, _, stderr) = run_to_end(&["rules", "--check", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("{}:5:", bad.display())) && stderr.contains("Fix:"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run_to_end(
+        &[
+            "run",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--rules",
+            bad.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("block"), "{stderr}");
+}
+
+#[test]
+fn config_rules_actions_name_unknown_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scimguard.toml");
+    std::fs::write(
+        &file,
+        "upstream = \"http://127.0.0.1:1\"\n[rules.actions]\n\"user.multivalue\" = \"warn\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_to_end(&["run", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("user.multivalue") && stderr.contains("scimguard rules"),
+        "{stderr}"
+    );
+}
