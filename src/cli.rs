@@ -20,8 +20,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the proxy: listen for an IdP's SCIM requests and forward them upstream.
-    Run(RunArgs),
+    /// Run the proxy: listen for an IdP's SCIM requests and forward them upstream (to the
+    /// embedded AWS emulator when no --upstream is given).
+    Run(Box<RunArgs>),
+    /// Run the embedded emulator of AWS IAM Identity Center's SCIM service alone.
+    Emulate(EmulateArgs),
     /// Write a self-signed certificate and key for localhost / 127.0.0.1, for local trials.
     Cert(CertArgs),
     /// Parse a SCIM filter or PATCH path: print its canonical form, or where it is wrong.
@@ -137,9 +140,61 @@ pub struct RunArgs {
     #[arg(long = "rule", value_name = "ID=ACTION")]
     pub rule: Vec<String>,
 
+    /// Without --upstream: the embedded emulator's bearer token [default: a random one,
+    /// printed at start].
+    #[arg(
+        long,
+        env = "SCIMGUARD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Without --upstream: the embedded emulator's tenant id [default: d-9067a1b2c3].
+    #[arg(long, env = "SCIMGUARD_TENANT", value_name = "ID")]
+    pub tenant: Option<String>,
+
+    /// Without --upstream: keep the embedded emulator's users and groups in this file.
+    #[arg(long, env = "SCIMGUARD_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 30s].
     #[arg(long, env = "SCIMGUARD_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+}
+
+/// Flags of `scimguard emulate`.
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "SCIMGUARD_LISTEN",
+        default_value = "127.0.0.1:9000",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+
+    /// The tenant id in the SCIM path (/{tenant}/scim/v2).
+    #[arg(long, env = "SCIMGUARD_TENANT", default_value = crate::emulator::DEMO_TENANT, value_name = "ID")]
+    pub tenant: String,
+
+    /// The bearer token clients must send [default: a random one, printed at start].
+    #[arg(
+        long,
+        env = "SCIMGUARD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Keep users and groups in this file across restarts (written atomically).
+    #[arg(long, env = "SCIMGUARD_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Requests per second before answering 429, as AWS does; 0 turns it off.
+    #[arg(long, default_value_t = crate::emulator::DEFAULT_RATE, value_name = "N")]
+    pub rate: u32,
 }
 
 /// Flags of `scimguard cert`.

@@ -13,6 +13,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::cli::RunArgs;
+use crate::emulator::{random_token, EmulatorConfig, DEMO_TENANT};
 use crate::rules::{Action, Mode, RuleSet};
 
 /// Where the proxy listens when nothing says otherwise: loopback only, so a first trial
@@ -70,6 +71,8 @@ pub struct Config {
     pub mode: Mode,
     /// The rules in effect: the embedded file or `--rules`, with action overrides.
     pub rules: RuleSet,
+    /// The embedded emulator's settings, used when `upstream` is `None`.
+    pub emulator: EmulatorConfig,
 }
 
 /// Certificate chain and key for the HTTPS listener.
@@ -192,6 +195,19 @@ pub struct FileConfig {
     pub mode: Option<String>,
     #[serde(default)]
     pub rules: RulesSection,
+    /// `[emulator]`: the embedded emulator, when there is no upstream.
+    #[serde(default)]
+    pub emulator: EmulatorSection,
+}
+
+/// `[emulator]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorSection {
+    pub tenant: Option<String>,
+    pub token: Option<String>,
+    pub state: Option<PathBuf>,
+    pub rate: Option<u32>,
 }
 
 /// `[rules]` in the config file.
@@ -350,8 +366,23 @@ impl Config {
             (None, None) => Mode::Enforce,
         };
         let rules = load_rules(args, file.rules)?;
+        let emulator = EmulatorConfig {
+            tenant: args
+                .tenant
+                .clone()
+                .or(file.emulator.tenant)
+                .unwrap_or_else(|| DEMO_TENANT.to_owned()),
+            token: args
+                .token
+                .clone()
+                .or(file.emulator.token)
+                .unwrap_or_else(random_token),
+            state_file: args.state.clone().or(file.emulator.state),
+            rate: file.emulator.rate.unwrap_or(crate::emulator::DEFAULT_RATE),
+        };
 
         Ok(Config {
+            emulator,
             mode,
             rules,
             listen,

@@ -16,22 +16,28 @@
 //! | [`explain`] | one log line per exchange, on every path |
 //! | [`logging`] | buffered log output: a copy per line, not a system call |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
+//! | [`rules`], [`verdict`] | AWS's constraints as data; findings × mode → verdict |
+//! | [`emulator`] | the embedded AWS SCIM service: the default upstream |
 //! | [`tls`] | listener and upstream TLS, self-signed certificates |
 //! | [`error`] | errors that end a request, with whose fault they are |
 //!
 //! Everything that decides is pure and lives below `pipeline`; the shell (`server`,
 //! `upstream`) only does I/O.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod emulator;
 pub mod error;
 pub mod exchange;
 pub mod explain;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod rules;
 pub mod scim;
 pub mod server;
+pub mod throttle;
 pub mod tls;
 pub mod upstream;
 pub mod verdict;
@@ -55,8 +61,10 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("no --upstream given, and the embedded AWS SCIM emulator is not available yet. Fix: pass --upstream URL (e.g. https://scim.us-east-1.amazonaws.com/{{tenant}}/scim/v2)")]
+    #[error("no upstream is configured. Fix: pass --upstream URL (e.g. https://scim.us-east-1.amazonaws.com/{{tenant}}/scim/v2), or start with Proxy::start to use the embedded emulator")]
     NoUpstream,
+    #[error(transparent)]
+    Emulator(#[from] emulator::EmulatorError),
     #[error("cannot listen on {addr}: {source}. Fix: choose a free address with --listen")]
     Listen {
         addr: std::net::SocketAddr,
@@ -68,6 +76,16 @@ pub enum StartError {
 pub struct Proxy {
     pub pipeline: Arc<Pipeline>,
     pub options: ServerOptions,
+    /// The in-process emulator serving as the upstream, when no upstream was given.
+    pub embedded: Option<Embedded>,
+}
+
+/// The embedded emulator, serving on a loopback port of its own.
+pub struct Embedded {
+    pub emulator: Arc<emulator::Emulator>,
+    /// Where it listens (127.0.0.1, a free port).
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
@@ -75,6 +93,54 @@ impl Proxy {
     /// upstream client.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
         let upstream_url = config.upstream.clone().ok_or(StartError::NoUpstream)?;
+        Self::with_upstream(config, upstream_url)
+    }
+
+    /// Like [`Proxy::from_config`], but with no upstream configured it starts the
+    /// embedded emulator of AWS's SCIM service on a loopback port and proxies to it, so
+    /// scimguard works on a fresh machine with no AWS account.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        if config.upstream.is_some() {
+            return Self::from_config(config);
+        }
+        let emulator = emulator::Emulator::new(config.emulator.clone())?;
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let listener = TcpListener::bind(loopback)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: loopback,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: loopback,
+            source,
+        })?;
+        let options = ServerOptions {
+            tls: None,
+            header_timeout: config.limits.header_timeout,
+            shutdown_timeout: config.limits.shutdown_timeout,
+        };
+        let task = tokio::spawn(server::serve(
+            listener,
+            emulator.clone(),
+            options,
+            std::future::pending(),
+        ));
+        let url =
+            config::UpstreamUrl::parse(&format!("http://{addr}")).map_err(config::ConfigError)?;
+        let mut proxy = Self::with_upstream(config, url)?;
+        proxy.embedded = Some(Embedded {
+            emulator,
+            addr,
+            task,
+        });
+        Ok(proxy)
+    }
+
+    fn with_upstream(
+        config: &Config,
+        upstream_url: config::UpstreamUrl,
+    ) -> Result<Self, StartError> {
         let upstream = Upstream::new(upstream_url, config.upstream_ca.as_deref(), &config.limits)?;
         let tls = match &config.tls {
             Some(files) => Some(TlsAcceptor::from(tls::server_config(
@@ -96,11 +162,16 @@ impl Proxy {
                 header_timeout: config.limits.header_timeout,
                 shutdown_timeout: config.limits.shutdown_timeout,
             },
+            embedded: None,
         })
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        server::serve(listener, self.pipeline, self.options, shutdown).await
+        server::serve(listener, self.pipeline, self.options, shutdown).await;
+        // The proxy has drained: nothing can reach the embedded emulator any more.
+        if let Some(embedded) = self.embedded {
+            embedded.task.abort();
+        }
     }
 }

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use scimguard::cli::{CertArgs, Cli, Command, ParseArgs, ParseWhat, RulesArgs, RunArgs};
+use scimguard::cli::{
+    CertArgs, Cli, Command, EmulateArgs, ParseArgs, ParseWhat, RulesArgs, RunArgs,
+};
 use scimguard::config::Config;
 use scimguard::{tls, Proxy, StartError};
 use tokio::net::TcpListener;
@@ -19,7 +21,8 @@ fn main() -> ExitCode {
     // Held until exit: dropping it flushes the log lines still queued.
     let _log_guard = scimguard::logging::init();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
+        Command::Emulate(args) => emulate(args),
         Command::Cert(args) => cert(args),
         Command::Parse(args) => parse(args),
         Command::Rules(args) => rules(args),
@@ -39,7 +42,7 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(EXIT_FAILURE, &e),
     };
     let result = runtime.block_on(async {
-        let proxy = Proxy::from_config(&config)?;
+        let proxy = Proxy::start(&config).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -56,12 +59,24 @@ fn run(args: RunArgs) -> ExitCode {
         } else {
             "http"
         };
-        let upstream = config
-            .upstream
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        println!("scimguard listening on {scheme}://{local} → forwarding to {upstream}");
+        match (&config.upstream, &proxy.embedded) {
+            (Some(upstream), _) => {
+                println!("scimguard listening on {scheme}://{local} → forwarding to {upstream}")
+            }
+            (None, Some(embedded)) => {
+                let emulator = &embedded.emulator;
+                println!(
+                    "scimguard listening on {scheme}://{local} → forwarding to the embedded AWS SCIM emulator at http://{}",
+                    embedded.addr
+                );
+                println!("  SCIM endpoint: {scheme}://{local}{}", emulator.base_path());
+                println!("  Bearer token:  {}", emulator.token());
+                if let Some(state) = emulator.state_file() {
+                    println!("  State file:    {}", state.display());
+                }
+            }
+            (None, None) => {}
+        }
         proxy.serve(listener, shutdown_signal()).await;
         Ok::<(), StartError>(())
     });
@@ -70,6 +85,52 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e @ StartError::Listen { .. }) => fail(EXIT_FAILURE, &e),
         Err(e) => fail(EXIT_CONFIG, &e),
     }
+}
+
+/// `scimguard emulate`: the emulator alone, until SIGINT/SIGTERM.
+fn emulate(args: EmulateArgs) -> ExitCode {
+    let config = scimguard::emulator::EmulatorConfig {
+        tenant: args.tenant,
+        token: args.token.unwrap_or_else(scimguard::emulator::random_token),
+        state_file: args.state,
+        rate: args.rate,
+    };
+    let emulator = match scimguard::emulator::Emulator::new(config) {
+        Ok(emulator) => emulator,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_FAILURE, &e),
+    };
+    runtime.block_on(async {
+        let listener = match TcpListener::bind(args.listen).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                return fail(
+                    EXIT_FAILURE,
+                    &StartError::Listen {
+                        addr: args.listen,
+                        source,
+                    },
+                );
+            }
+        };
+        let local = listener.local_addr().unwrap_or(args.listen);
+        println!("scimguard emulator of AWS IAM Identity Center SCIM listening on http://{local}");
+        println!("  SCIM endpoint: http://{local}{}", emulator.base_path());
+        println!("  Bearer token:  {}", emulator.token());
+        let options = scimguard::server::ServerOptions {
+            tls: None,
+            header_timeout: scimguard::config::DEFAULT_HEADER_TIMEOUT,
+            shutdown_timeout: scimguard::config::DEFAULT_SHUTDOWN_TIMEOUT,
+        };
+        scimguard::server::serve(listener, emulator, options, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -57,14 +57,125 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
-#[test]
-fn run_without_upstream_says_the_emulator_is_not_there_yet() {
-    let (code, _, stderr) = run_to_end(&["run", "--listen", "127.0.0.1:0"], &[]);
-    assert_eq!(code, 2, "{stderr}");
+/// Starts `scimguard run ARGS` and reads `lines` lines of its banner.
+fn spawn_banner(args: &[&str], envs: &[(&str, &str)], lines: usize) -> (Child, Vec<String>) {
+    let mut child = Command::new(binary())
+        .arg("run")
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("SCIMGUARD_UPSTREAM")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let banner = (0..lines)
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            line.trim_end().to_owned()
+        })
+        .collect();
+    (child, banner)
+}
+
+async fn post_user(
+    endpoint: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    let request = Request::post(format!("{endpoint}/Users"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/scim+json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (status, headers, body, _) = send(&http_client(), request).await;
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_upstream_proxies_to_the_embedded_emulator() {
+    let (mut child, banner) = spawn_banner(&["--listen", "127.0.0.1:0"], &[], 3);
     assert!(
-        stderr.contains("--upstream") && stderr.contains("emulator"),
-        "{stderr}"
+        banner[0].contains("embedded AWS SCIM emulator"),
+        "{banner:?}"
     );
+    let endpoint = banner[1]
+        .strip_prefix("  SCIM endpoint: ")
+        .expect("endpoint line")
+        .to_owned();
+    let token = banner[2]
+        .strip_prefix("  Bearer token:  ")
+        .expect("token line")
+        .to_owned();
+    assert!(endpoint.ends_with("/d-9067a1b2c3/scim/v2"), "{endpoint}");
+    assert!(token.len() >= 32, "a random token: {token}");
+
+    // A clean CreateUser goes through untouched and is created.
+    let user = serde_json::json!({
+        "userName": "jdoe", "displayName": "J Doe", "name": {"givenName": "J", "familyName": "Doe"},
+        "emails": [{"value": "j@example.com", "type": "work", "primary": true}]
+    });
+    let (status, headers, body) = post_user(&endpoint, &token, user).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-scimguard-verdict"], "forwarded");
+    assert!(headers.contains_key("x-amzn-requestid"));
+
+    // One the emulator (like AWS) would refuse is fixed on the way and succeeds.
+    let user = serde_json::json!({
+        "userName": "asmith", "displayName": "A Smith", "name": {"givenName": "A", "familyName": "Smith"},
+        "emails": [{"value": "a@home.example", "type": "home"}, {"value": "a@example.com", "type": "work"}],
+        "photos": [{"value": "https://example.com/a.jpg"}]
+    });
+    let (status, headers, body) = post_user(&endpoint, &token, user).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-scimguard-verdict"], "rewritten");
+    let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        created["emails"],
+        serde_json::json!([{"value": "a@example.com", "type": "work", "primary": true}])
+    );
+    assert!(created.get("photos").is_none());
+
+    // A wrong token is the emulator's 401, relayed.
+    let (status, _, _) = post_user(&endpoint, "wrong", serde_json::json!({})).await;
+    assert!(status == 401 || status == 400, "{status}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_emulator_takes_its_token_from_the_environment_and_keeps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state_arg = state.to_str().unwrap().to_owned();
+    let args = ["--listen", "127.0.0.1:0", "--state", state_arg.as_str()];
+    let (mut child, banner) = spawn_banner(&args, &[("SCIMGUARD_TOKEN", "t-from-env")], 4);
+    assert_eq!(banner[2], "  Bearer token:  t-from-env");
+    let endpoint = banner[1]
+        .strip_prefix("  SCIM endpoint: ")
+        .unwrap()
+        .to_owned();
+    let user = serde_json::json!({
+        "userName": "kept", "displayName": "K", "name": {"givenName": "K", "familyName": "K"},
+        "emails": [{"value": "k@example.com", "type": "work", "primary": true}]
+    });
+    let (status, ..) = post_user(&endpoint, "t-from-env", user.clone()).await;
+    assert_eq!(status, 201);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // After a restart the user is still there: creating it again is a duplicate.
+    let (mut child, banner) = spawn_banner(&args, &[("SCIMGUARD_TOKEN", "t-from-env")], 4);
+    let endpoint = banner[1]
+        .strip_prefix("  SCIM endpoint: ")
+        .unwrap()
+        .to_owned();
+    let (status, _, body) = post_user(&endpoint, "t-from-env", user).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("Refused to create a new, duplicate resource."));
 }
 
 #[test]

@@ -1,0 +1,1596 @@
+//! Throttling: per-tenant token buckets in front of the upstream, so AWS never has to
+//! throttle.
+//!
+//! AWS IAM Identity Center throttles its SCIM endpoint at about 20 requests per second
+//! (its published figure for Identity Center APIs) and answers 429; sync tools that
+//! mishandle a 429 then create duplicates (409) or lose changes. [`Throttle`] smooths an
+//! IdP's bursts to a configured rate instead.
+//!
+//! ## The buckets
+//!
+//! One governor GCRA bucket per tenant (`rate` per second, `burst` at once), keyed by the
+//! path segment before `/scim/v2` (`""`: the upstream as a whole). Every request of the
+//! tenant takes a token from it, so the tenant's total never exceeds `rate`. When a write
+//! rate is configured, writes also take a token from a second bucket of their own
+//! (`write_rate`, `write_burst`): a write must fit both, a read only the first. So
+//! `--rate 10 --write-rate 2` means "at most 10 per second in all, of which at most 2
+//! writes", never 12.
+//!
+//! ## The modes
+//!
+//! - [`ThrottleMode::Shape`]: a request over the rate waits its turn, first come first
+//!   served (each bucket has a fair FIFO lock; only the holder asks governor for a token,
+//!   so no later request can take the token an earlier one waits for). A request whose
+//!   turn would come later than `max_wait`, or that finds `max_queue` requests already
+//!   waiting, is refused at once with the time its turn would have come as Retry-After.
+//! - [`ThrottleMode::Reject`]: a request over the rate is refused at once.
+//! - [`ThrottleMode::Observe`]: never delays. The bucket is charged exactly as in shape
+//!   mode (a detached task holds the request's place in the queue and takes its token
+//!   when its turn comes), so the [`Admission::WouldWait`] and
+//!   [`Admission::WouldRefuse`] answers are what shape mode would have done.
+//!
+//! ## Back-off
+//!
+//! A 429 from the upstream is relayed unchanged by the pipeline; it calls
+//! [`Throttle::back_off`] with the upstream's Retry-After, and both buckets of that
+//! tenant then let nothing through until that moment (shape: waiters wait; reject:
+//! refused). Nothing is retried here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::sync::{Mutex as FairMutex, OwnedMutexGuard};
+
+use crate::scim::error::ScimError;
+use crate::scim::Operation;
+
+/// Requests per second per tenant by default: half of AWS's published figure of about 20
+/// for Identity Center APIs, leaving the other half to whatever else calls the same
+/// tenant (the console, a second sync) and to AWS counting in its own windows.
+pub const DEFAULT_RATE: u32 = 10;
+
+/// Requests a tenant may send at once after being idle: one second's worth at the
+/// default rate, so an IdP's first page of changes goes out without delay.
+pub const DEFAULT_BURST: u32 = 10;
+
+/// The longest a request waits for its turn in shape mode. Sync clients wait 30 s or more
+/// for an answer; 10 s of queueing leaves them 20 s for the upstream itself.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// The most requests waiting at once, over all tenants: the listener's connection cap
+/// ([`crate::server::MAX_CONNECTIONS`], 1,024), since an HTTP/1.1 client has one request
+/// in flight per connection. Each waiting request holds its body (up to the body cap) in
+/// memory, so this also bounds the memory queueing can take.
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+
+/// The highest rate accepted: 1,000,000 per second, one token per microsecond. Governor
+/// counts in nanoseconds; far above any SCIM upstream's limit, and the period stays a
+/// whole number of nanoseconds.
+pub const MAX_RATE: u32 = 1_000_000;
+
+/// The longest `max_wait` accepted: 1 hour. No client waits that long, and it keeps every
+/// deadline far from `Instant`'s range.
+pub const MAX_MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// The most tenants with a bucket of their own. AWS gives one tenant per Identity Center
+/// instance, so a real deployment has a handful; the bound only matters against a client
+/// that invents tenant ids. Idle tenants (bucket full again, nobody waiting, no back-off)
+/// are forgotten first; beyond that, new tenants share one overflow bucket.
+pub const MAX_TENANTS: usize = 10_000;
+
+/// The longest tenant id that gets its own bucket: 256 bytes. AWS tenant ids are a few
+/// dozen characters; longer ones share the overflow bucket, so 10,000 tenants take at
+/// most about 2.5 MB of keys.
+pub const MAX_TENANT_LEN: usize = 256;
+
+/// The longest back-off an upstream's Retry-After can impose: 5 minutes. AWS answers a
+/// few seconds; a bogus day-long value would otherwise stall the sync for a day, and the
+/// next 429 after 5 minutes backs off again anyway.
+pub const MAX_BACK_OFF: Duration = Duration::from_secs(300);
+
+/// What happens to a request over the rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThrottleMode {
+    /// Wait its turn, up to `max_wait`, in a bounded queue; refuse beyond that.
+    #[default]
+    Shape,
+    /// Refuse at once with 429 and Retry-After.
+    Reject,
+    /// Never delay; report what shape mode would have done.
+    Observe,
+}
+
+impl ThrottleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThrottleMode::Shape => "shape",
+            ThrottleMode::Reject => "reject",
+            ThrottleMode::Observe => "observe",
+        }
+    }
+}
+
+impl fmt::Display for ThrottleMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The throttle's settings, as the config resolves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Requests per second per tenant, all operations together; 0 turns throttling off.
+    pub rate: u32,
+    /// Requests a tenant may send at once after being idle.
+    pub burst: u32,
+    /// Writes per second per tenant, on top of `rate`; `None` or 0: no write bucket.
+    pub write_rate: Option<u32>,
+    /// Writes at once; `None`: `burst`.
+    pub write_burst: Option<u32>,
+    pub mode: ThrottleMode,
+    /// Shape mode: the longest a request waits for its turn.
+    pub max_wait: Duration,
+    /// Shape and observe mode: the most requests waiting at once, over all tenants.
+    pub max_queue: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            rate: DEFAULT_RATE,
+            burst: DEFAULT_BURST,
+            write_rate: None,
+            write_burst: None,
+            mode: ThrottleMode::Shape,
+            max_wait: DEFAULT_MAX_WAIT,
+            max_queue: DEFAULT_MAX_QUEUE,
+        }
+    }
+}
+
+/// A throttle setting that cannot work; the message names the flag and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ThrottleConfigError {
+    #[error("{flag} {value} is above the maximum of {MAX_RATE} requests per second. Fix: use a lower {flag}, or --rate 0 to turn throttling off")]
+    RateTooHigh { flag: &'static str, value: u32 },
+    #[error("{flag} 0 would refuse every request. Fix: use {flag} 1 or more (the default is {DEFAULT_BURST})")]
+    BurstZero { flag: &'static str },
+    #[error("--write-burst has no effect without --write-rate. Fix: add --write-rate N, or drop --write-burst")]
+    WriteBurstWithoutRate,
+    #[error("--max-wait {} is longer than the maximum of 1 hour. Fix: use a shorter --max-wait (the default is 10s)", humantime::format_duration(*.0))]
+    MaxWaitTooLong(Duration),
+}
+
+impl ThrottleConfig {
+    /// Whether throttling is on (`rate` > 0).
+    pub fn enabled(&self) -> bool {
+        self.rate > 0
+    }
+
+    /// Checks the settings; [`Throttle::new`] clamps instead of failing, so call this
+    /// where the config is validated to tell the user.
+    pub fn validate(&self) -> Result<(), ThrottleConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.rate > MAX_RATE {
+            return Err(ThrottleConfigError::RateTooHigh {
+                flag: "--rate",
+                value: self.rate,
+            });
+        }
+        if self.burst == 0 {
+            return Err(ThrottleConfigError::BurstZero { flag: "--burst" });
+        }
+        match (self.write_rate, self.write_burst) {
+            (Some(rate), _) if rate > MAX_RATE => {
+                return Err(ThrottleConfigError::RateTooHigh {
+                    flag: "--write-rate",
+                    value: rate,
+                })
+            }
+            (Some(rate), Some(0)) if rate > 0 => {
+                return Err(ThrottleConfigError::BurstZero {
+                    flag: "--write-burst",
+                })
+            }
+            (None | Some(0), Some(_)) => return Err(ThrottleConfigError::WriteBurstWithoutRate),
+            _ => {}
+        }
+        if self.max_wait > MAX_MAX_WAIT {
+            return Err(ThrottleConfigError::MaxWaitTooLong(self.max_wait));
+        }
+        Ok(())
+    }
+}
+
+/// Which buckets a request takes tokens from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpClass {
+    Read,
+    Write,
+}
+
+impl OpClass {
+    /// Reads change nothing (GET, list, `.search`); everything else is a write. `Me` and
+    /// unknown operations go by method: GET, HEAD and OPTIONS read.
+    pub fn of(operation: Operation, method: &http::Method) -> OpClass {
+        use Operation as Op;
+        match operation {
+            Op::GetUser
+            | Op::ListUsers
+            | Op::GetGroup
+            | Op::ListGroups
+            | Op::GetSchema
+            | Op::ListSchemas
+            | Op::ListResourceTypes
+            | Op::ServiceProviderConfig
+            | Op::Search
+            | Op::GetResourceType => OpClass::Read,
+            Op::CreateUser
+            | Op::PutUser
+            | Op::PatchUser
+            | Op::DeleteUser
+            | Op::CreateGroup
+            | Op::PatchGroup
+            | Op::DeleteGroup
+            | Op::PutGroup
+            | Op::Bulk => OpClass::Write,
+            Op::Me | Op::Unknown => {
+                if matches!(
+                    *method,
+                    http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+                ) {
+                    OpClass::Read
+                } else {
+                    OpClass::Write
+                }
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpClass::Read => "read",
+            OpClass::Write => "write",
+        }
+    }
+}
+
+/// Why a request was (or in observe mode would have been) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Reject mode: the tenant is over its rate.
+    OverRate,
+    /// Shape mode: its turn would come later than `max_wait`.
+    WaitTooLong,
+    /// Shape mode: `max_queue` requests are already waiting.
+    QueueFull,
+    /// The upstream answered 429 with a Retry-After that has not passed yet.
+    UpstreamBackOff,
+}
+
+impl Refusal {
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::OverRate => "over_rate",
+            Refusal::WaitTooLong => "wait_too_long",
+            Refusal::QueueFull => "queue_full",
+            Refusal::UpstreamBackOff => "upstream_back_off",
+        }
+    }
+
+    /// The reason in words, for the error detail and the log line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Refusal::OverRate => "this tenant is over its request rate and scimguard refuses such requests at once (--throttle reject)",
+            Refusal::WaitTooLong => "this tenant is over its request rate and the request's turn in scimguard's queue would have come later than --max-wait allows",
+            Refusal::QueueFull => "this tenant is over its request rate and scimguard's queue of waiting requests is full (--max-queue)",
+            Refusal::UpstreamBackOff => "the upstream answered 429 (throttled) for this tenant with a Retry-After that has not passed yet, and scimguard sends nothing to that tenant until then",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the throttle decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Go ahead. `waited` is zero when a token was there at once.
+    Admitted { waited: Duration },
+    /// Answer 429 with [`throttled_error`] and `Retry-After: retry_after_header(retry_after)`.
+    Refused {
+        retry_after: Duration,
+        reason: Refusal,
+    },
+    /// Observe mode: go ahead now; shape mode would have delayed it by about `wait`.
+    WouldWait { wait: Duration },
+    /// Observe mode: go ahead now; shape or reject mode would have refused it.
+    WouldRefuse {
+        retry_after: Duration,
+        reason: Refusal,
+    },
+}
+
+impl Admission {
+    /// Only [`Admission::Refused`] stops the request; every other answer forwards it.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Admission::Refused { .. })
+    }
+
+    /// How long the request actually waited (zero unless admitted after waiting).
+    pub fn waited(&self) -> Duration {
+        match self {
+            Admission::Admitted { waited } => *waited,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// A label for metrics and logs: `admitted`, `delayed`, `refused`, `would_wait` or
+    /// `would_refuse`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Admission::Admitted { waited } if waited.is_zero() => "admitted",
+            Admission::Admitted { .. } => "delayed",
+            Admission::Refused { .. } => "refused",
+            Admission::WouldWait { .. } => "would_wait",
+            Admission::WouldRefuse { .. } => "would_refuse",
+        }
+    }
+}
+
+/// The Retry-After header value for a wait: whole seconds, rounded up, at least 1 (a
+/// `Retry-After: 0` invites an immediate retry that would be refused again).
+pub fn retry_after_header(wait: Duration) -> u64 {
+    let secs = wait.as_secs();
+    let secs = if wait.subsec_nanos() > 0 {
+        secs.saturating_add(1)
+    } else {
+        secs
+    };
+    secs.max(1)
+}
+
+/// An upstream's Retry-After value (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) as
+/// a wait from `now`; a date in the past is zero. `None` when it is neither.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than u64 holds is still "a very long time"; MAX_BACK_OFF caps it.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The 429 body for a request scimguard refused itself: AWS's ThrottlingException
+/// wording, so IdPs that handle AWS's 429 handle this one, then scimguard's explanation.
+pub fn throttled_error(retry_after: Duration, reason: Refusal) -> ScimError {
+    let secs = retry_after_header(retry_after);
+    ScimError::new(
+        429,
+        format!(
+            "ThrottlingException: Too many requests exceeded the limits. This 429 comes from scimguard, not from AWS: {}. The request was not sent to AWS and changed nothing; retry it after {secs} second{} (Retry-After). scimguard spaces each tenant's requests so that AWS IAM Identity Center, which throttles at about 20 requests per second, does not throttle them.",
+            reason.describe(),
+            if secs == 1 { "" } else { "s" },
+        ),
+    )
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
+
+/// One token bucket and the queue of requests waiting on it.
+struct Bucket {
+    limiter: Limiter,
+    /// The time one token takes to come back.
+    period: Duration,
+    burst: u32,
+    /// Held by the request whose turn it is; tokio's mutex is fair (FIFO), which makes
+    /// the queue first come, first served.
+    turn: Arc<FairMutex<()>>,
+    /// Requests queued on this bucket, the holder of `turn` included.
+    waiters: AtomicUsize,
+    /// When the holder of `turn` expects its token (ns since the throttle's epoch): the
+    /// start of the estimate for a newcomer.
+    head_ready_at: AtomicU64,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Bucket {
+        // Clamped, so neither is zero and the period is at least 1 µs.
+        let rate = NonZeroU32::new(rate.clamp(1, MAX_RATE)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        Bucket {
+            limiter: RateLimiter::direct_with_clock(quota, MonotonicClock),
+            period: quota.replenish_interval(),
+            burst: burst.get(),
+            turn: Arc::new(FairMutex::new(())),
+            waiters: AtomicUsize::new(0),
+            head_ready_at: AtomicU64::new(0),
+        }
+    }
+
+    /// The time an empty bucket takes to fill again.
+    fn refill(&self) -> Duration {
+        self.period.saturating_mul(self.burst)
+    }
+}
+
+/// A tenant's buckets and back-off.
+struct Tenant {
+    all: Bucket,
+    write: Option<Bucket>,
+    /// The upstream's Retry-After has not passed before this (ns since the epoch); 0:
+    /// never backed off.
+    blocked_until: AtomicU64,
+    /// The last admit or back-off (ns since the epoch), for forgetting idle tenants.
+    last_used: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Write,
+    All,
+}
+
+const READ_STAGES: &[Stage] = &[Stage::All];
+/// The write bucket first: it is the tighter one, and a token taken from the tenant's
+/// bucket while waiting for a write token would be wasted on the reads' share.
+const WRITE_STAGES: &[Stage] = &[Stage::Write, Stage::All];
+
+impl Tenant {
+    fn bucket(&self, stage: Stage) -> &Bucket {
+        match stage {
+            Stage::Write => self.write.as_ref().unwrap_or(&self.all),
+            Stage::All => &self.all,
+        }
+    }
+}
+
+/// The throttle: cheap to clone, shared by every connection.
+#[derive(Clone)]
+pub struct Throttle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// As given, with out-of-range values clamped.
+    config: ThrottleConfig,
+    epoch: Instant,
+    tenants: RwLock<HashMap<Box<str>, Arc<Tenant>>>,
+    /// Shared by tenants beyond [`MAX_TENANTS`] or [`MAX_TENANT_LEN`].
+    overflow: Arc<Tenant>,
+    /// No eviction scan before this (ns since the epoch) after one freed nothing, so a
+    /// flood of invented tenants costs one scan per refill time, not one per request.
+    next_eviction: AtomicU64,
+    /// Requests waiting, over all tenants.
+    waiting: AtomicUsize,
+}
+
+/// What [`Shared::enter`] found.
+enum Entry {
+    /// A token was taken at once.
+    Now,
+    /// Queued: wait with [`Waiter::wait`].
+    Queued(Waiter),
+    Refused(Refusal, Duration),
+}
+
+/// A place in a bucket's queue; dropping it (a client that went away) gives it back.
+struct Waiter {
+    slot: Slot,
+    /// Already holding the bucket's turn (it was free when the request came).
+    turn: Option<OwnedMutexGuard<()>>,
+    /// When the request's turn was expected to come, measured on entry.
+    estimate: Duration,
+}
+
+/// Counts one waiting request in the throttle's and the bucket's totals while alive.
+struct Slot {
+    shared: Arc<Shared>,
+    tenant: Arc<Tenant>,
+    stage: Stage,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.tenant
+            .bucket(self.stage)
+            .waiters
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Throttle {
+    /// A throttle with these settings; out-of-range values are clamped (see
+    /// [`ThrottleConfig::validate`] for telling the user instead).
+    pub fn new(config: ThrottleConfig) -> Throttle {
+        let mut config = config;
+        config.rate = config.rate.min(MAX_RATE);
+        config.burst = config.burst.max(1);
+        config.write_rate = config
+            .write_rate
+            .filter(|r| *r > 0)
+            .map(|r| r.min(MAX_RATE));
+        config.write_burst = config
+            .write_rate
+            .map(|_| config.write_burst.unwrap_or(config.burst).max(1));
+        config.max_wait = config.max_wait.min(MAX_MAX_WAIT);
+        let shared = Shared {
+            config,
+            epoch: Instant::now(),
+            tenants: RwLock::new(HashMap::new()),
+            overflow: Arc::new(Shared::new_tenant(&config, 0)),
+            next_eviction: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+        };
+        Throttle {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The settings in force (after clamping).
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.shared.config
+    }
+
+    /// Decides one request of `tenant` (`""` when the path has none: the upstream as a
+    /// whole). Call it after validation, once per request sent upstream (each batch of
+    /// a split request too). In shape mode it returns when the request's turn has come,
+    /// at most `max_wait` later; dropping the future gives its place up.
+    pub async fn admit(&self, tenant: &str, class: OpClass) -> Admission {
+        let shared = &self.shared;
+        if !shared.config.enabled() {
+            return Admission::Admitted {
+                waited: Duration::ZERO,
+            };
+        }
+        let tenant = shared.tenant(tenant);
+        let stages = if class == OpClass::Write && tenant.write.is_some() {
+            WRITE_STAGES
+        } else {
+            READ_STAGES
+        };
+        match shared.config.mode {
+            ThrottleMode::Reject => shared.reject(&tenant, stages),
+            ThrottleMode::Shape => shared.shape(tenant, stages).await,
+            ThrottleMode::Observe => shared.observe(tenant, stages),
+        }
+    }
+
+    /// The upstream throttled `tenant` and asked for `retry_after`: nothing of that
+    /// tenant goes through before then (at most [`MAX_BACK_OFF`] from now). A later
+    /// back-off never shortens an earlier one.
+    pub fn back_off(&self, tenant: &str, retry_after: Duration) {
+        let shared = &self.shared;
+        if !shared.config.enabled() {
+            return;
+        }
+        let now = Instant::now();
+        let until = now
+            .checked_add(retry_after.min(MAX_BACK_OFF))
+            .unwrap_or(now);
+        let tenant = shared.tenant(tenant);
+        tenant
+            .blocked_until
+            .fetch_max(shared.ns(until), Ordering::AcqRel);
+    }
+
+    /// Requests waiting for their turn now, over all tenants (in observe mode: the
+    /// places held on behalf of requests that went ahead).
+    pub fn queue_depth(&self) -> usize {
+        self.shared.waiting.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Throttle")
+            .field("config", &self.shared.config)
+            .field("queue_depth", &self.queue_depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn new_tenant(config: &ThrottleConfig, now_ns: u64) -> Tenant {
+        Tenant {
+            all: Bucket::new(config.rate, config.burst),
+            write: config
+                .write_rate
+                .map(|rate| Bucket::new(rate, config.write_burst.unwrap_or(config.burst))),
+            blocked_until: AtomicU64::new(0),
+            last_used: AtomicU64::new(now_ns),
+        }
+    }
+
+    /// `at` as nanoseconds since the epoch (584 years fit in a u64).
+    fn ns(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, ns: u64) -> Instant {
+        self.epoch
+            .checked_add(Duration::from_nanos(ns))
+            .unwrap_or(self.epoch)
+    }
+
+    /// The tenant's state, created on first use.
+    fn tenant(&self, key: &str) -> Arc<Tenant> {
+        if key.len() > MAX_TENANT_LEN {
+            return self.overflow.clone();
+        }
+        let now = self.ns(Instant::now());
+        {
+            let map = self.tenants.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(tenant) = map.get(key) {
+                tenant.last_used.store(now, Ordering::Relaxed);
+                return tenant.clone();
+            }
+        }
+        let mut map = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tenant) = map.get(key) {
+            return tenant.clone();
+        }
+        if map.len() >= MAX_TENANTS {
+            self.evict(&mut map, now);
+            if map.len() >= MAX_TENANTS {
+                return self.overflow.clone();
+            }
+        }
+        let tenant = Arc::new(Shared::new_tenant(&self.config, now));
+        map.insert(key.into(), tenant.clone());
+        tenant
+    }
+
+    /// Forgets tenants indistinguishable from new ones: nobody holds them (no waiter),
+    /// unused for longer than their buckets take to fill, no back-off pending.
+    fn evict(&self, map: &mut HashMap<Box<str>, Arc<Tenant>>, now: u64) {
+        if now < self.next_eviction.load(Ordering::Relaxed) {
+            return;
+        }
+        let idle = self.overflow.all.refill().max(
+            self.overflow
+                .write
+                .as_ref()
+                .map_or(Duration::ZERO, Bucket::refill),
+        );
+        let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+        map.retain(|_, tenant| {
+            Arc::strong_count(tenant) > 1
+                || now.saturating_sub(tenant.last_used.load(Ordering::Relaxed)) <= idle
+                || tenant.blocked_until.load(Ordering::Relaxed) > now
+        });
+        if map.len() >= MAX_TENANTS {
+            self.next_eviction
+                .store(now.saturating_add(idle), Ordering::Relaxed);
+        }
+    }
+
+    /// How long the tenant's back-off still lasts, if it does.
+    fn blocked_for(&self, tenant: &Tenant, now: Instant) -> Option<Duration> {
+        let until = tenant.blocked_until.load(Ordering::Acquire);
+        if until == 0 {
+            return None;
+        }
+        let left = self.instant(until).saturating_duration_since(now);
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn deadline(&self, start: Instant) -> Instant {
+        start.checked_add(self.config.max_wait).unwrap_or(start)
+    }
+
+    fn reject(&self, tenant: &Tenant, stages: &[Stage]) -> Admission {
+        let now = Instant::now();
+        if let Some(left) = self.blocked_for(tenant, now) {
+            return Admission::Refused {
+                retry_after: left,
+                reason: Refusal::UpstreamBackOff,
+            };
+        }
+        for &stage in stages {
+            if let Err(not_until) = tenant.bucket(stage).limiter.check() {
+                return Admission::Refused {
+                    retry_after: not_until.wait_time_from(Instant::now()),
+                    reason: Refusal::OverRate,
+                };
+            }
+        }
+        Admission::Admitted {
+            waited: Duration::ZERO,
+        }
+    }
+
+    async fn shape(self: &Arc<Self>, tenant: Arc<Tenant>, stages: &[Stage]) -> Admission {
+        let start = Instant::now();
+        let deadline = self.deadline(start);
+        let mut waited = false;
+        for &stage in stages {
+            match self.enter(&tenant, stage, deadline) {
+                Entry::Now => {}
+                Entry::Refused(reason, retry_after) => {
+                    return Admission::Refused {
+                        retry_after,
+                        reason,
+                    }
+                }
+                Entry::Queued(waiter) => {
+                    waited = true;
+                    if let Err((reason, retry_after)) = waiter.wait(deadline).await {
+                        return Admission::Refused {
+                            retry_after,
+                            reason,
+                        };
+                    }
+                }
+            }
+        }
+        Admission::Admitted {
+            waited: if waited {
+                start.elapsed()
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
+    fn observe(self: &Arc<Self>, tenant: Arc<Tenant>, stages: &'static [Stage]) -> Admission {
+        let start = Instant::now();
+        let deadline = self.deadline(start);
+        for (i, &stage) in stages.iter().enumerate() {
+            match self.enter(&tenant, stage, deadline) {
+                Entry::Now => {}
+                Entry::Refused(reason, retry_after) => {
+                    return Admission::WouldRefuse {
+                        retry_after,
+                        reason,
+                    }
+                }
+                Entry::Queued(waiter) => {
+                    let rest = &stages[i + 1..];
+                    let mut wait = waiter.estimate;
+                    for &later in rest {
+                        wait += self.estimate(&tenant, tenant.bucket(later), start).0;
+                    }
+                    // The place this request would have held in shape mode, held by a
+                    // task so later requests see the same queue; it ends by the
+                    // deadline at the latest. Without a runtime there is no queue to
+                    // keep, and dropping the waiter gives the place back.
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        let shared = self.clone();
+                        runtime.spawn(async move {
+                            if waiter.wait(deadline).await.is_err() {
+                                return;
+                            }
+                            for &later in rest {
+                                match shared.enter(&tenant, later, deadline) {
+                                    Entry::Now => {}
+                                    Entry::Refused(..) => return,
+                                    Entry::Queued(waiter) => {
+                                        if waiter.wait(deadline).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    return Admission::WouldWait { wait };
+                }
+            }
+        }
+        Admission::Admitted {
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// When a newcomer's turn on `bucket` would come: the head's expected token (or the
+    /// back-off's end), then one period per request queued. `true` when the back-off is
+    /// what it waits for.
+    fn estimate(&self, tenant: &Tenant, bucket: &Bucket, now: Instant) -> (Duration, bool) {
+        let head = self
+            .instant(bucket.head_ready_at.load(Ordering::Acquire))
+            .saturating_duration_since(now);
+        let blocked = self.blocked_for(tenant, now).unwrap_or_default();
+        let queued = u32::try_from(bucket.waiters.load(Ordering::Acquire)).unwrap_or(u32::MAX);
+        (
+            head.max(blocked)
+                .saturating_add(bucket.period.saturating_mul(queued)),
+            blocked > head,
+        )
+    }
+
+    /// Takes a token at once if nobody is queued on the bucket and one is there;
+    /// otherwise joins the queue, or refuses when the turn would come too late or the
+    /// queue is full.
+    fn enter(self: &Arc<Self>, tenant: &Arc<Tenant>, stage: Stage, deadline: Instant) -> Entry {
+        let bucket = tenant.bucket(stage);
+        let now = Instant::now();
+        let mut turn = None;
+        let mut wait = None;
+        if bucket.waiters.load(Ordering::Acquire) == 0 {
+            if let Ok(guard) = bucket.turn.clone().try_lock_owned() {
+                // Holding the turn: asking governor cannot take an earlier request's
+                // token, since every queued request holds or waits for the turn.
+                if let Some(left) = self.blocked_for(tenant, now) {
+                    wait = Some((left, true));
+                } else {
+                    match bucket.limiter.check() {
+                        Ok(()) => return Entry::Now,
+                        Err(not_until) => wait = Some((not_until.wait_time_from(now), false)),
+                    }
+                }
+                turn = Some(guard);
+            }
+        }
+        let (wait, backed_off) = wait.unwrap_or_else(|| self.estimate(tenant, bucket, now));
+        let reason = if backed_off {
+            Refusal::UpstreamBackOff
+        } else {
+            Refusal::WaitTooLong
+        };
+        if wait > deadline.saturating_duration_since(now) {
+            return Entry::Refused(reason, wait);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Entry::Refused(Refusal::QueueFull, wait.max(bucket.period));
+        }
+        bucket.waiters.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot {
+            shared: self.clone(),
+            tenant: tenant.clone(),
+            stage,
+        };
+        if turn.is_some() {
+            bucket
+                .head_ready_at
+                .store(self.ns(now + wait), Ordering::Release);
+        }
+        Entry::Queued(Waiter {
+            slot,
+            turn,
+            estimate: wait,
+        })
+    }
+}
+
+impl Waiter {
+    /// Waits for the turn, then for a token (and any back-off), until `deadline`.
+    async fn wait(self, deadline: Instant) -> Result<(), (Refusal, Duration)> {
+        let Waiter { slot, turn, .. } = self;
+        let shared = &slot.shared;
+        let tenant = &slot.tenant;
+        let bucket = tenant.bucket(slot.stage);
+        let _turn = match turn {
+            Some(guard) => guard,
+            None => {
+                let lock = bucket.turn.clone().lock_owned();
+                match tokio::time::timeout_at(deadline.into(), lock).await {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        let (wait, backed_off) = shared.estimate(tenant, bucket, Instant::now());
+                        let reason = if backed_off {
+                            Refusal::UpstreamBackOff
+                        } else {
+                            Refusal::WaitTooLong
+                        };
+                        return Err((reason, wait.max(bucket.period)));
+                    }
+                }
+            }
+        };
+        loop {
+            let now = Instant::now();
+            let (ready_at, backed_off) = match shared.blocked_for(tenant, now) {
+                Some(left) => (now + left, true),
+                None => match bucket.limiter.check() {
+                    Ok(()) => return Ok(()),
+                    Err(not_until) => (not_until.earliest_possible(), false),
+                },
+            };
+            bucket
+                .head_ready_at
+                .store(shared.ns(ready_at), Ordering::Release);
+            if ready_at > deadline {
+                let reason = if backed_off {
+                    Refusal::UpstreamBackOff
+                } else {
+                    Refusal::WaitTooLong
+                };
+                return Err((reason, ready_at.saturating_duration_since(now)));
+            }
+            tokio::time::sleep_until(ready_at.into()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::task::JoinSet;
+
+    /// No test here runs longer than this, whatever goes wrong.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+    fn config(mode: ThrottleMode, rate: u32, burst: u32) -> ThrottleConfig {
+        ThrottleConfig {
+            rate,
+            burst,
+            mode,
+            ..ThrottleConfig::default()
+        }
+    }
+
+    /// Runs `n` admits of `tenant` at once; returns each one's answer and when it came
+    /// (from the start), in order of arrival.
+    async fn burst(
+        throttle: &Throttle,
+        tenant: &'static str,
+        class: OpClass,
+        n: usize,
+    ) -> Vec<(Admission, Duration)> {
+        let start = Instant::now();
+        let mut set = JoinSet::new();
+        for i in 0..n {
+            let throttle = throttle.clone();
+            set.spawn(async move {
+                let admission = throttle.admit(tenant, class).await;
+                (i, admission, start.elapsed())
+            });
+        }
+        let mut out = vec![None; n];
+        let all = async {
+            while let Some(done) = set.join_next().await {
+                let (i, admission, at) = done.unwrap();
+                out[i] = Some((admission, at));
+            }
+        };
+        tokio::time::timeout(TEST_TIMEOUT, all).await.unwrap();
+        out.into_iter().map(Option::unwrap).collect()
+    }
+
+    #[tokio::test]
+    async fn shape_spreads_a_burst_of_50_over_about_4_seconds() {
+        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 10));
+        let results = burst(&throttle, "t", OpClass::Write, 50).await;
+        assert!(
+            results
+                .iter()
+                .all(|(a, _)| matches!(a, Admission::Admitted { .. })),
+            "none refused: {results:?}"
+        );
+        let mut times: Vec<Duration> = results.iter().map(|(_, at)| *at).collect();
+        times.sort();
+        // The burst of 10 at once, then one every 100 ms: the 50th at 40 × 100 ms.
+        assert!(times[9] < Duration::from_millis(50), "{times:?}");
+        let last = times[49];
+        assert!(
+            last >= Duration::from_millis(3_900) && last < Duration::from_millis(4_600),
+            "spread over about 4 s: {last:?}"
+        );
+        for (k, at) in times.iter().enumerate().skip(10) {
+            let due = Duration::from_millis(100 * (k as u64 - 9));
+            // Never early (a few ms of timer rounding aside); late by a timer tick at most.
+            assert!(
+                *at + Duration::from_millis(5) >= due,
+                "request {k} at {at:?}, due {due:?}"
+            );
+        }
+        let delayed = results
+            .iter()
+            .filter(|(a, _)| a.label() == "delayed")
+            .count();
+        assert_eq!(delayed, 40);
+        assert_eq!(throttle.queue_depth(), 0);
+        eprintln!("shape: 50 requests admitted over {last:?}");
+    }
+
+    #[tokio::test]
+    async fn reject_refuses_40_of_50_at_once_with_retry_after() {
+        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        let start = Instant::now();
+        let results = burst(&throttle, "t", OpClass::Read, 50).await;
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "nothing waits"
+        );
+        let refused: Vec<Duration> = results
+            .iter()
+            .filter_map(|(a, _)| match a {
+                Admission::Refused {
+                    retry_after,
+                    reason: Refusal::OverRate,
+                } => Some(*retry_after),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused.len(), 40, "{results:?}");
+        for retry_after in refused {
+            // The next token comes within one period (100 ms); the header says 1 s.
+            assert!(retry_after <= Duration::from_millis(100), "{retry_after:?}");
+            assert!(retry_after_header(retry_after) >= 1);
+        }
+        assert_eq!(throttle.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn observe_delays_nothing_and_reports_what_shape_would_do() {
+        let throttle = Throttle::new(config(ThrottleMode::Observe, 20, 10));
+        let start = Instant::now();
+        let mut answers = Vec::new();
+        for _ in 0..50 {
+            answers.push(throttle.admit("t", OpClass::Read).await);
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "none delayed: {:?}",
+            start.elapsed()
+        );
+        assert!(answers[..10].iter().all(|a| *a
+            == Admission::Admitted {
+                waited: Duration::ZERO
+            }));
+        let waits: Vec<Duration> = answers[10..]
+            .iter()
+            .map(|a| match a {
+                Admission::WouldWait { wait } => *wait,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Shape mode would queue them 50 ms apart: the 40th about 2 s out.
+        assert!(waits[0] <= Duration::from_millis(60), "{waits:?}");
+        let last = waits[39];
+        assert!(
+            last >= Duration::from_millis(1_900) && last <= Duration::from_millis(2_100),
+            "{waits:?}"
+        );
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        // Their places are held as shape mode would hold them, then given back.
+        assert_eq!(throttle.queue_depth(), 40);
+        let drained = async {
+            while throttle.queue_depth() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(4), drained)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn observe_reports_would_refuse_beyond_max_wait() {
+        let throttle = Throttle::new(ThrottleConfig {
+            max_wait: Duration::from_millis(200),
+            ..config(ThrottleMode::Observe, 10, 1)
+        });
+        let mut labels = Vec::new();
+        for _ in 0..5 {
+            labels.push(throttle.admit("t", OpClass::Read).await.label());
+        }
+        assert_eq!(
+            labels,
+            [
+                "admitted",
+                "would_wait",
+                "would_wait",
+                "would_refuse",
+                "would_refuse"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn two_tenants_do_not_share_a_bucket() {
+        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        for tenant in ["a", "b", ""] {
+            for _ in 0..10 {
+                assert!(!throttle.admit(tenant, OpClass::Read).await.is_refused());
+            }
+            assert!(
+                throttle.admit(tenant, OpClass::Read).await.is_refused(),
+                "{tenant}"
+            );
+        }
+
+        // Shape: a long queue on one tenant does not delay another.
+        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 1));
+        let queued = {
+            let throttle = throttle.clone();
+            tokio::spawn(async move { burst(&throttle, "busy", OpClass::Read, 10).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(throttle.queue_depth() >= 8);
+        let start = Instant::now();
+        let other = throttle.admit("quiet", OpClass::Read).await;
+        assert_eq!(
+            other,
+            Admission::Admitted {
+                waited: Duration::ZERO
+            }
+        );
+        assert!(start.elapsed() < Duration::from_millis(20));
+        queued.abort();
+    }
+
+    #[tokio::test]
+    async fn back_off_is_honoured() {
+        // Shape: the tenant's next request waits out the upstream's Retry-After.
+        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 10));
+        throttle.back_off("t", Duration::from_millis(400));
+        let admission = throttle.admit("t", OpClass::Read).await;
+        let waited = admission.waited();
+        assert!(
+            waited >= Duration::from_millis(390) && waited < Duration::from_millis(600),
+            "{admission:?}"
+        );
+        assert_eq!(
+            throttle.admit("other", OpClass::Read).await,
+            Admission::Admitted {
+                waited: Duration::ZERO
+            },
+            "only the throttled tenant backs off"
+        );
+
+        // A back-off longer than --max-wait refuses at once, saying why.
+        throttle.back_off("t", Duration::from_secs(30));
+        let start = Instant::now();
+        match throttle.admit("t", OpClass::Write).await {
+            Admission::Refused {
+                retry_after,
+                reason: Refusal::UpstreamBackOff,
+            } => assert!(retry_after > Duration::from_secs(29), "{retry_after:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_millis(50));
+        // A shorter back-off never shortens a longer one.
+        throttle.back_off("t", Duration::from_millis(1));
+        assert!(throttle.admit("t", OpClass::Read).await.is_refused());
+
+        // Reject: refused until then, with the back-off's remainder as Retry-After.
+        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        throttle.back_off("t", Duration::from_secs(2));
+        match throttle.admit("t", OpClass::Read).await {
+            Admission::Refused {
+                retry_after,
+                reason: Refusal::UpstreamBackOff,
+            } => assert_eq!(retry_after_header(retry_after), 2),
+            other => panic!("{other:?}"),
+        }
+
+        // An absurd Retry-After is capped, never a panic.
+        throttle.back_off("t", Duration::MAX);
+        match throttle.admit("t", OpClass::Read).await {
+            Admission::Refused { retry_after, .. } => assert!(retry_after <= MAX_BACK_OFF),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn back_off_reaches_requests_already_waiting() {
+        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 1));
+        assert!(!throttle.admit("t", OpClass::Read).await.is_refused());
+        let waiting = {
+            let throttle = throttle.clone();
+            tokio::spawn(async move { throttle.admit("t", OpClass::Read).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        throttle.back_off("t", Duration::from_millis(500));
+        let admission = tokio::time::timeout(TEST_TIMEOUT, waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            admission.waited() >= Duration::from_millis(490),
+            "{admission:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_leaving_it_frees_places() {
+        let throttle = Throttle::new(ThrottleConfig {
+            max_queue: 3,
+            ..config(ThrottleMode::Shape, 1, 1)
+        });
+        assert!(!throttle.admit("t", OpClass::Read).await.is_refused());
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            let throttle = throttle.clone();
+            queued.push(tokio::spawn(async move {
+                throttle.admit("t", OpClass::Read).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(throttle.queue_depth(), 3);
+        let start = Instant::now();
+        match throttle.admit("t", OpClass::Read).await {
+            Admission::Refused {
+                retry_after,
+                reason: Refusal::QueueFull,
+            } => assert!(retry_after >= Duration::from_millis(900), "{retry_after:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "refused at once"
+        );
+        // The queue bound counts all tenants.
+        assert!(throttle.admit("u", OpClass::Read).await.label() == "admitted");
+        let refused = throttle.admit("u", OpClass::Read).await;
+        assert_eq!(
+            refused,
+            Admission::Refused {
+                retry_after: match refused {
+                    Admission::Refused { retry_after, .. } => retry_after,
+                    _ => Duration::ZERO,
+                },
+                reason: Refusal::QueueFull
+            }
+        );
+        // Clients that give up (dropped futures) give their places back.
+        for task in &queued {
+            task.abort();
+        }
+        for task in queued {
+            let _ = task.await;
+        }
+        assert_eq!(throttle.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_turn_beyond_max_wait_is_refused_at_once() {
+        let throttle = Throttle::new(ThrottleConfig {
+            max_wait: Duration::from_millis(250),
+            ..config(ThrottleMode::Shape, 10, 1)
+        });
+        let results = burst(&throttle, "t", OpClass::Read, 10).await;
+        let admitted = results.iter().filter(|(a, _)| !a.is_refused()).count();
+        // At once, then at 100 and 200 ms; 300 ms is past the 250 ms limit.
+        assert_eq!(admitted, 3, "{results:?}");
+        for (admission, at) in &results {
+            if let Admission::Refused {
+                retry_after,
+                reason,
+            } = admission
+            {
+                assert_eq!(*reason, Refusal::WaitTooLong);
+                assert!(*retry_after > Duration::from_millis(250), "{retry_after:?}");
+                assert!(*at < Duration::from_millis(50), "refused without waiting");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn rate_zero_turns_throttling_off() {
+        let throttle = Throttle::new(config(ThrottleMode::Reject, 0, 0));
+        throttle.back_off("t", Duration::from_secs(60));
+        for _ in 0..1_000 {
+            assert_eq!(
+                throttle.admit("t", OpClass::Write).await,
+                Admission::Admitted {
+                    waited: Duration::ZERO
+                }
+            );
+        }
+        assert_eq!(throttle.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn writes_take_from_their_own_bucket_and_the_tenants() {
+        let throttle = Throttle::new(ThrottleConfig {
+            write_rate: Some(2),
+            write_burst: Some(2),
+            ..config(ThrottleMode::Reject, 10, 10)
+        });
+        let mut writes = Vec::new();
+        for _ in 0..3 {
+            writes.push(throttle.admit("t", OpClass::Write).await.is_refused());
+        }
+        assert_eq!(writes, [false, false, true]);
+        // The two writes spent two of the tenant's 10 tokens: 8 reads remain.
+        let mut reads = 0;
+        while !throttle.admit("t", OpClass::Read).await.is_refused() {
+            reads += 1;
+            assert!(reads < 100);
+        }
+        assert_eq!(reads, 8);
+
+        // Shape: writes are spaced by the write rate (2 per second = 500 ms apart).
+        let throttle = Throttle::new(ThrottleConfig {
+            write_rate: Some(10),
+            write_burst: Some(1),
+            ..config(ThrottleMode::Shape, 100, 10)
+        });
+        let results = burst(&throttle, "t", OpClass::Write, 4).await;
+        let mut times: Vec<Duration> = results.iter().map(|(_, at)| *at).collect();
+        times.sort();
+        assert!(times[3] >= Duration::from_millis(295), "{times:?}");
+        assert!(results.iter().all(|(a, _)| !a.is_refused()));
+    }
+
+    /// The admitted stream conforms to the upstream's limit: a second governor bucket at
+    /// twice the rate (AWS's 20 against scimguard's 10, scaled ×10 to keep the test
+    /// short) refuses none of 200 requests sent at once from two threads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_admitted_stream_never_trips_an_upstream_at_twice_the_rate() {
+        let throttle = Throttle::new(config(ThrottleMode::Shape, 100, 10));
+        let upstream = Arc::new(RateLimiter::direct_with_clock(
+            Quota::per_second(NonZeroU32::new(200).unwrap())
+                .allow_burst(NonZeroU32::new(10).unwrap()),
+            MonotonicClock,
+        ));
+        let start = Instant::now();
+        let mut set = JoinSet::new();
+        for _ in 0..200 {
+            let throttle = throttle.clone();
+            let upstream = upstream.clone();
+            set.spawn(async move {
+                let admission = throttle.admit("t", OpClass::Write).await;
+                (admission, upstream.check().is_ok())
+            });
+        }
+        let mut tripped = 0;
+        let all = async {
+            while let Some(done) = set.join_next().await {
+                let (admission, accepted) = done.unwrap();
+                assert!(!admission.is_refused(), "{admission:?}");
+                tripped += usize::from(!accepted);
+            }
+        };
+        tokio::time::timeout(TEST_TIMEOUT, all).await.unwrap();
+        assert_eq!(tripped, 0, "the upstream would have answered 429");
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1_850) && elapsed < Duration::from_millis(2_600),
+            "190 requests over the burst at 100/s: {elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tenants_beyond_the_bound_share_one_bucket_until_idle_ones_go() {
+        // 1 per second: a tenant stays "recent" for its 1 s refill.
+        let throttle = Throttle::new(config(ThrottleMode::Reject, 1, 1));
+        let names: Vec<String> = (0..MAX_TENANTS).map(|i| format!("t{i}")).collect();
+        for name in &names {
+            assert!(!throttle.admit(name, OpClass::Read).await.is_refused());
+        }
+        assert!(!throttle.admit("x", OpClass::Read).await.is_refused());
+        assert!(
+            throttle.admit("y", OpClass::Read).await.is_refused(),
+            "x and y share the overflow bucket"
+        );
+        let long = "z".repeat(MAX_TENANT_LEN + 1);
+        assert!(throttle.admit(&long, OpClass::Read).await.is_refused());
+
+        // 1,000 per second: idle after 1 ms, so the full map makes room.
+        let throttle = Throttle::new(config(ThrottleMode::Reject, 1_000, 1));
+        for name in &names {
+            assert!(!throttle.admit(name, OpClass::Read).await.is_refused());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!throttle.admit("x", OpClass::Read).await.is_refused());
+        assert!(!throttle.admit("y", OpClass::Read).await.is_refused());
+        assert!(throttle.shared.tenants.read().unwrap().len() <= 2);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_at_least_one() {
+        let cases = [
+            (Duration::ZERO, 1),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_millis(100), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1_001), 2),
+            (Duration::from_millis(2_500), 3),
+            (Duration::from_secs(30), 30),
+            (Duration::MAX, u64::MAX),
+        ];
+        for (wait, header) in cases {
+            assert_eq!(retry_after_header(wait), header, "{wait:?}");
+        }
+    }
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = |secs| httpdate::fmt_http_date(now + Duration::from_secs(secs));
+        assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_retry_after(" 12 ", now),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(&at(90), now),
+            Some(Duration::from_secs(90))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for bad in ["", "-1", "1.5", "soon", "5 s", "Mon, 99 Foo 2024"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_429_body_has_aws_wording_and_says_when_to_retry() {
+        let error = throttled_error(Duration::from_millis(1_200), Refusal::WaitTooLong);
+        assert_eq!(error.status, "429");
+        assert!(error
+            .detail
+            .starts_with("ThrottlingException: Too many requests exceeded the limits."));
+        assert!(error.detail.contains("not from AWS"), "{}", error.detail);
+        assert!(error.detail.contains("--max-wait"), "{}", error.detail);
+        assert!(error.detail.contains("after 2 seconds"), "{}", error.detail);
+        let json: serde_json::Value = serde_json::from_slice(&error.to_json()).unwrap();
+        assert_eq!(json["status"], "429");
+        let one = throttled_error(Duration::from_millis(10), Refusal::OverRate);
+        assert!(
+            one.detail.contains("after 1 second (Retry-After)"),
+            "{}",
+            one.detail
+        );
+    }
+
+    #[test]
+    fn validate_names_the_flag_and_new_clamps() {
+        assert_eq!(ThrottleConfig::default().validate(), Ok(()));
+        let off = ThrottleConfig {
+            rate: 0,
+            burst: 0,
+            ..ThrottleConfig::default()
+        };
+        assert_eq!(
+            off.validate(),
+            Ok(()),
+            "rate 0 is off; nothing else matters"
+        );
+        let bad = [
+            ThrottleConfig {
+                rate: MAX_RATE + 1,
+                ..ThrottleConfig::default()
+            },
+            ThrottleConfig {
+                burst: 0,
+                ..ThrottleConfig::default()
+            },
+            ThrottleConfig {
+                write_rate: Some(u32::MAX),
+                ..ThrottleConfig::default()
+            },
+            ThrottleConfig {
+                write_rate: Some(2),
+                write_burst: Some(0),
+                ..ThrottleConfig::default()
+            },
+            ThrottleConfig {
+                write_burst: Some(3),
+                ..ThrottleConfig::default()
+            },
+            ThrottleConfig {
+                max_wait: Duration::MAX,
+                ..ThrottleConfig::default()
+            },
+        ];
+        for config in bad {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains("Fix:"), "{message}");
+            assert!(message.contains("--"), "names the flag: {message}");
+            // Clamped instead, never a panic.
+            let throttle = Throttle::new(config);
+            assert!(throttle.config().burst >= 1);
+            assert!(throttle.config().max_wait <= MAX_MAX_WAIT);
+        }
+    }
+
+    #[tokio::test]
+    async fn extreme_settings_never_panic() {
+        let configs = [
+            ThrottleConfig {
+                rate: u32::MAX,
+                burst: u32::MAX,
+                write_rate: Some(u32::MAX),
+                write_burst: Some(u32::MAX),
+                mode: ThrottleMode::Shape,
+                max_wait: Duration::MAX,
+                max_queue: usize::MAX,
+            },
+            ThrottleConfig {
+                rate: 1,
+                burst: 0,
+                write_rate: Some(0),
+                write_burst: Some(0),
+                mode: ThrottleMode::Shape,
+                max_wait: Duration::ZERO,
+                max_queue: 0,
+            },
+        ];
+        for config in configs {
+            for mode in [
+                ThrottleMode::Shape,
+                ThrottleMode::Reject,
+                ThrottleMode::Observe,
+            ] {
+                let throttle = Throttle::new(ThrottleConfig { mode, ..config });
+                for _ in 0..3 {
+                    let _ = throttle.admit("", OpClass::Write).await;
+                    let _ = throttle.admit("t", OpClass::Read).await;
+                }
+                throttle.back_off("t", Duration::MAX);
+                let _ = throttle.admit("t", OpClass::Read).await;
+            }
+        }
+    }
+
+    #[test]
+    fn operation_classes() {
+        use http::Method;
+        let reads = [
+            Operation::GetUser,
+            Operation::ListUsers,
+            Operation::GetGroup,
+            Operation::ListGroups,
+            Operation::GetSchema,
+            Operation::ListSchemas,
+            Operation::ListResourceTypes,
+            Operation::ServiceProviderConfig,
+            Operation::Search,
+            Operation::GetResourceType,
+        ];
+        for op in Operation::ALL {
+            let class = OpClass::of(op, &Method::POST);
+            let expected = if reads.contains(&op) {
+                OpClass::Read
+            } else {
+                OpClass::Write
+            };
+            assert_eq!(class, expected, "{op}");
+        }
+        assert_eq!(OpClass::of(Operation::Me, &Method::GET), OpClass::Read);
+        assert_eq!(
+            OpClass::of(Operation::Unknown, &Method::HEAD),
+            OpClass::Read
+        );
+        assert_eq!(
+            OpClass::of(Operation::Unknown, &Method::DELETE),
+            OpClass::Write
+        );
+    }
+
+    #[test]
+    fn modes_parse_as_the_cli_and_config_spell_them() {
+        use clap::ValueEnum;
+        for mode in [
+            ThrottleMode::Shape,
+            ThrottleMode::Reject,
+            ThrottleMode::Observe,
+        ] {
+            assert_eq!(ThrottleMode::from_str(mode.as_str(), false), Ok(mode));
+            let parsed: ThrottleMode =
+                serde_json::from_value(serde_json::json!(mode.as_str())).unwrap();
+            assert_eq!(parsed, mode);
+        }
+        assert_eq!(ThrottleMode::default(), ThrottleMode::Shape);
+    }
+}
