@@ -109,7 +109,7 @@ impl Pipeline {
     ) -> Result<Response<Body>, Error> {
         let (parts, body) = request.into_parts();
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
-        let outbound = self.outbound(parts, conn)?;
+        let mut outbound = self.outbound(parts, conn)?;
 
         let judgement = verdict::judge(
             &self.rules,
@@ -124,11 +124,30 @@ impl Pipeline {
         exchange.findings = judgement.evaluation.findings;
         exchange.verdict = verdict.label();
         match verdict {
-            Verdict::Forward => self.send(&outbound, None, body, exchange).await,
+            Verdict::Forward => {
+                let headers = std::mem::take(&mut outbound.headers);
+                let target = &outbound.path_and_query;
+                self.send(&outbound.method, target, headers, body, false, exchange)
+                    .await
+            }
             Verdict::Reject(error) => Ok(scim_response(&error)),
             Verdict::Rewrite { body, batches } => {
+                // Batches need the headers again; a lone rewrite can give them away.
+                let headers = if batches.is_empty() {
+                    std::mem::take(&mut outbound.headers)
+                } else {
+                    outbound.headers.clone()
+                };
+                let target = &outbound.path_and_query;
                 let first = self
-                    .send(&outbound, None, Bytes::from(body), exchange)
+                    .send(
+                        &outbound.method,
+                        target,
+                        headers,
+                        Bytes::from(body),
+                        true,
+                        exchange,
+                    )
                     .await?;
                 if batches.is_empty() {
                     return Ok(first);
@@ -170,19 +189,17 @@ impl Pipeline {
     }
 
     /// Sends one request to the configured upstream, whatever the client's target or
-    /// Host said. `path` replaces the request's path (batches); a body that is not the
-    /// one received gets its Content-Length from the body itself.
+    /// Host said. A `changed` body (rewritten, or a batch) gets its Content-Length from
+    /// the body itself.
     async fn send(
         &self,
-        outbound: &Outbound,
-        path: Option<(&Method, &str)>,
+        method: &Method,
+        target: &str,
+        mut headers: HeaderMap,
         body: Bytes,
+        changed: bool,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
-        let (method, target) = match path {
-            Some((method, path)) => (method.clone(), path),
-            None => (outbound.method.clone(), outbound.path_and_query.as_str()),
-        };
         let path_and_query = target.parse().map_err(|e| {
             ErrorKind::Internal(format!("cannot build the upstream path `{target}`: {e}"))
         })?;
@@ -191,12 +208,11 @@ impl Pipeline {
             .url()
             .join(&path_and_query)
             .map_err(|e| ErrorKind::Internal(format!("cannot build the upstream URI: {e}")))?;
-        let mut headers = outbound.headers.clone();
-        if path.is_some() || exchange.verdict == "rewritten" {
+        if changed {
             headers.remove(CONTENT_LENGTH);
         }
         let mut request = Request::new(Full::new(body));
-        *request.method_mut() = method;
+        *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
 
@@ -262,7 +278,14 @@ impl Pipeline {
                 )
             };
             match self
-                .send(outbound, Some((&Method::PATCH, &path)), body, exchange)
+                .send(
+                    &Method::PATCH,
+                    &path,
+                    outbound.headers.clone(),
+                    body,
+                    true,
+                    exchange,
+                )
                 .await
             {
                 Ok(response) if response.status().is_success() => last = Some(response),
