@@ -421,7 +421,10 @@ mod tests {
         metrics.finding("odd \"rule\"\\\nid", "warn");
         let text = metrics.render();
         assert!(text.ends_with("# EOF\n"), "{text}");
-        assert!(text.contains("# TYPE scimguard_requests counter"));
+        // A labelled family shows up with its first series; the others from the start.
+        assert!(!text.contains("scimguard_requests"), "{text}");
+        assert!(text.contains("# TYPE scimguard_findings counter"), "{text}");
+        assert!(text.contains("scimguard_recording_drops_total 0"), "{text}");
         assert!(text.contains("# TYPE scimguard_request_duration_seconds histogram"));
         assert!(
             text.contains(r#"rule="odd \"rule\"\\\nid""#),

@@ -29,6 +29,10 @@
 //!   when its turn comes), so the [`Admission::WouldWait`] and
 //!   [`Admission::WouldRefuse`] answers are what shape mode would have done.
 //!
+//! A write that gets its write token but is then refused by the tenant's bucket (reject
+//! mode, or a turn beyond `max_wait`) does not get the write token back: governor has no
+//! refund, and the loss only makes the next write wait one write period more.
+//!
 //! ## Back-off
 //!
 //! A 429 from the upstream is relayed unchanged by the pipeline; it calls
@@ -61,8 +65,9 @@ pub const DEFAULT_RATE: u32 = 10;
 /// default rate, so an IdP's first page of changes goes out without delay.
 pub const DEFAULT_BURST: u32 = 10;
 
-/// The longest a request waits for its turn in shape mode. Sync clients wait 30 s or more
-/// for an answer; 10 s of queueing leaves them 20 s for the upstream itself.
+/// The longest a request waits for its turn in shape mode: 10 s, so that a client whose
+/// HTTP timeout is 30 s (a common setting) still has 20 s left for the upstream itself.
+/// At the default rate it covers a queue of 100 requests per tenant.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// The most requests waiting at once, over all tenants: the listener's connection cap
@@ -450,8 +455,8 @@ enum Stage {
 }
 
 const READ_STAGES: &[Stage] = &[Stage::All];
-/// The write bucket first: it is the tighter one, and a token taken from the tenant's
-/// bucket while waiting for a write token would be wasted on the reads' share.
+/// The write bucket first: taking the tenant's token first would spend it while the
+/// write still waits for a write token, a token the reads could have used meanwhile.
 const WRITE_STAGES: &[Stage] = &[Stage::Write, Stage::All];
 
 impl Tenant {
@@ -591,6 +596,17 @@ impl Throttle {
         tenant
             .blocked_until
             .fetch_max(shared.ns(until), Ordering::AcqRel);
+    }
+
+    /// The upstream answered 429 for `tenant`: backs off for its Retry-After (seconds
+    /// or an HTTP-date) when it sent a usable one, and returns the back-off applied
+    /// (capped at [`MAX_BACK_OFF`]) for the explanation. Without one, nothing changes:
+    /// the bucket's own rate already spaces the next requests.
+    pub fn upstream_throttled(&self, tenant: &str, headers: &http::HeaderMap) -> Option<Duration> {
+        let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+        let wait = parse_retry_after(value, SystemTime::now())?.min(MAX_BACK_OFF);
+        self.back_off(tenant, wait);
+        Some(wait)
     }
 
     /// Requests waiting for their turn now, over all tenants (in observe mode: the
@@ -1185,6 +1201,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_upstream_429_backs_off_for_its_retry_after() {
+        use http::header::{HeaderValue, RETRY_AFTER};
+        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(throttle.upstream_throttled("t", &headers), None);
+        assert!(!throttle.admit("t", OpClass::Read).await.is_refused());
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(throttle.upstream_throttled("t", &headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(
+            throttle.upstream_throttled("t", &headers),
+            Some(Duration::from_secs(3))
+        );
+        match throttle.admit("t", OpClass::Read).await {
+            Admission::Refused {
+                retry_after,
+                reason: Refusal::UpstreamBackOff,
+            } => assert_eq!(retry_after_header(retry_after), 3),
+            other => panic!("{other:?}"),
+        }
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
+        assert_eq!(
+            throttle.upstream_throttled("t", &headers),
+            Some(MAX_BACK_OFF)
+        );
+    }
+
+    #[tokio::test]
     async fn back_off_reaches_requests_already_waiting() {
         let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 1));
         assert!(!throttle.admit("t", OpClass::Read).await.is_refused());
@@ -1537,8 +1581,14 @@ mod tests {
                     let _ = throttle.admit("", OpClass::Write).await;
                     let _ = throttle.admit("t", OpClass::Read).await;
                 }
+                // Capped at MAX_BACK_OFF (5 minutes), within a 1 h --max-wait: shape mode
+                // would wait it out, so give up after 50 ms, which must free the place.
                 throttle.back_off("t", Duration::MAX);
-                let _ = throttle.admit("t", OpClass::Read).await;
+                let admit = throttle.admit("t", OpClass::Read);
+                let _ = tokio::time::timeout(Duration::from_millis(50), admit).await;
+                // Observe mode went ahead at once and keeps the place for 5 minutes.
+                let held = usize::from(mode == ThrottleMode::Observe && config.max_queue > 0);
+                assert_eq!(throttle.queue_depth(), held, "{mode}");
             }
         }
     }

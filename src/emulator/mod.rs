@@ -30,7 +30,6 @@ mod users;
 #[cfg(test)]
 mod tests;
 
-use std::future::Future;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -262,13 +261,7 @@ impl Emulator {
         let (parts, body) = request.into_parts();
         let result = self.respond(&parts, &body).await;
         let response = finish(result, &request_id);
-        tracing::info!(
-            method = %parts.method,
-            path = parts.uri.path(),
-            status = response.status().as_u16(),
-            request_id = %request_id,
-            "emulator"
-        );
+        log(&parts, response.status(), &request_id);
         response
     }
 
@@ -459,6 +452,17 @@ fn finish(result: Result<Reply, ApiError>, request_id: &str) -> Response<Full<By
     response
 }
 
+/// One line per request: what the IdP asked and what the emulator answered.
+fn log(parts: &Parts, status: StatusCode, request_id: &str) {
+    tracing::info!(
+        method = %parts.method,
+        path = parts.uri.path(),
+        status = status.as_u16(),
+        request_id,
+        "emulator"
+    );
+}
+
 /// Reads the whole body, refusing one over [`MAX_BODY_BYTES`] (before reading it when
 /// Content-Length already says so).
 async fn read_body(parts: &Parts, body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
@@ -480,26 +484,18 @@ async fn read_body(parts: &Parts, body: hyper::body::Incoming) -> Result<Bytes, 
 }
 
 impl crate::server::Handler for Emulator {
-    fn handle(
+    async fn handle(
         &self,
         request: Request<hyper::body::Incoming>,
         _conn: ConnInfo,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
-        async move {
-            let (parts, body) = request.into_parts();
-            match read_body(&parts, body).await {
-                Ok(bytes) => self.handle_request(Request::from_parts(parts, bytes)).await,
-                Err(error) => {
-                    let request_id = ids::uuid_v4();
-                    tracing::info!(
-                        method = %parts.method,
-                        path = parts.uri.path(),
-                        status = error.status.as_u16(),
-                        request_id = %request_id,
-                        "emulator"
-                    );
-                    finish(Err(error), &request_id)
-                }
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        match read_body(&parts, body).await {
+            Ok(bytes) => self.handle_request(Request::from_parts(parts, bytes)).await,
+            Err(error) => {
+                let request_id = ids::uuid_v4();
+                log(&parts, error.status, &request_id);
+                finish(Err(error), &request_id)
             }
         }
     }

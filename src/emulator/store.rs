@@ -58,12 +58,21 @@ const FORMAT: &str = "scimguard-emulator-state";
 /// The file layout's version; a newer one is refused rather than misread.
 const VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StateFile {
     format: String,
     version: u32,
     #[serde(flatten)]
     store: Store,
+}
+
+/// What is written: [`StateFile`] borrowing the store instead of copying it.
+#[derive(Serialize)]
+struct StateFileRef<'a> {
+    format: &'a str,
+    version: u32,
+    #[serde(flatten)]
+    store: &'a Store,
 }
 
 impl Store {
@@ -85,10 +94,10 @@ impl Store {
 
     /// The state file's bytes.
     pub fn to_file_bytes(&self) -> Vec<u8> {
-        let file = StateFile {
-            format: FORMAT.to_owned(),
+        let file = StateFileRef {
+            format: FORMAT,
             version: VERSION,
-            store: self.clone(),
+            store: self,
         };
         // Strings, numbers and vectors only: serializing cannot fail.
         serde_json::to_vec_pretty(&file).unwrap_or_default()
