@@ -35,8 +35,6 @@ const U_JOHNDOE: &str = "9067729b3d-ee533c18-538a-4cd3-a572-63fb863ed734";
 const G_BAR: &str = "9067729b3d-a2cfc8a5-f4ab-4443-9d7d-b32a9013c554";
 /// The group DeleteGroup deletes and PatchGroup's examples change.
 const G_PATCHED: &str = "9067729b3d-f987ac4d-a175-44f0-a528-6d23c5d2ec4d";
-/// The id PatchGroup's path-less example sends in its value: no group's.
-const G_FOREIGN: &str = "9067729b3d-07124c20-d960-4a47-93ff-460d76461f81";
 /// PatchGroup › Add members.
 const U_MEMBER_ADDED: &str = "906722b2be-ee23ed58-6e4e-4b2f-a94a-3ace8456a36c";
 /// PatchGroup › Replace / Remove members.
