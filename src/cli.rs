@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::rules::Mode;
+use crate::throttle::ThrottleMode;
 
 /// An intercepting validation proxy for SCIM 2.0 provisioning into AWS IAM Identity Center.
 #[derive(Debug, Parser)]
@@ -139,6 +140,41 @@ pub struct RunArgs {
     /// Change one rule's action, e.g. --rule user.multi-value=reject (repeatable).
     #[arg(long = "rule", value_name = "ID=ACTION")]
     pub rule: Vec<String>,
+
+    /// Requests per second per tenant sent upstream; 0 turns local throttling off
+    /// [default: 10, half of AWS's published 20].
+    #[arg(long, env = "SCIMGUARD_RATE", value_name = "N")]
+    pub rate: Option<u32>,
+
+    /// Requests a tenant may send at once after being idle [default: 10].
+    #[arg(long, env = "SCIMGUARD_BURST", value_name = "N")]
+    pub burst: Option<u32>,
+
+    /// Writes per second per tenant, within --rate [default: no separate write limit].
+    #[arg(long, env = "SCIMGUARD_WRITE_RATE", value_name = "N")]
+    pub write_rate: Option<u32>,
+
+    /// Writes a tenant may send at once [default: --burst].
+    #[arg(long, env = "SCIMGUARD_WRITE_BURST", value_name = "N")]
+    pub write_burst: Option<u32>,
+
+    /// shape: over-rate requests wait their turn; reject: 429 at once; observe: never
+    /// delay, log what would have happened [default: shape].
+    #[arg(long, env = "SCIMGUARD_THROTTLE", value_enum)]
+    pub throttle: Option<ThrottleMode>,
+
+    /// Shape mode: the longest a request waits for its turn before 429 [default: 10s].
+    #[arg(long, env = "SCIMGUARD_MAX_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_wait: Option<Duration>,
+
+    /// Shape mode: the most requests waiting at once [default: 1024].
+    #[arg(long, env = "SCIMGUARD_MAX_QUEUE", value_name = "N")]
+    pub max_queue: Option<usize>,
+
+    /// Serve /metrics, /healthz and /readyz on this address (keep it on loopback; never
+    /// the proxy's port), e.g. 127.0.0.1:9090 [default: off].
+    #[arg(long, env = "SCIMGUARD_ADMIN", value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
 
     /// Without --upstream: the embedded emulator's bearer token [default: a random one,
     /// printed at start].

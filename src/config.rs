@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::cli::RunArgs;
 use crate::emulator::{random_token, EmulatorConfig, DEMO_TENANT};
 use crate::rules::{Action, Mode, RuleSet};
+use crate::throttle::{ThrottleConfig, ThrottleMode};
 
 /// Where the proxy listens when nothing says otherwise: loopback only, so a first trial
 /// never exposes the proxy to the network.
@@ -73,6 +74,10 @@ pub struct Config {
     pub rules: RuleSet,
     /// The embedded emulator's settings, used when `upstream` is `None`.
     pub emulator: EmulatorConfig,
+    /// Local throttling toward the upstream.
+    pub throttle: ThrottleConfig,
+    /// Where /metrics, /healthz and /readyz are served, if anywhere.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Certificate chain and key for the HTTPS listener.
@@ -198,6 +203,23 @@ pub struct FileConfig {
     /// `[emulator]`: the embedded emulator, when there is no upstream.
     #[serde(default)]
     pub emulator: EmulatorSection,
+    /// `[throttle]`: local throttling toward the upstream.
+    #[serde(default)]
+    pub throttle: ThrottleSection,
+    pub admin: Option<String>,
+}
+
+/// `[throttle]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSection {
+    pub rate: Option<u32>,
+    pub burst: Option<u32>,
+    pub write_rate: Option<u32>,
+    pub write_burst: Option<u32>,
+    pub mode: Option<ThrottleMode>,
+    pub max_wait: Option<String>,
+    pub max_queue: Option<usize>,
 }
 
 /// `[emulator]` in the config file.
@@ -381,7 +403,52 @@ impl Config {
             rate: file.emulator.rate.unwrap_or(crate::emulator::DEFAULT_RATE),
         };
 
+        let section = file.throttle;
+        let throttle = ThrottleConfig {
+            rate: args
+                .rate
+                .or(section.rate)
+                .unwrap_or(crate::throttle::DEFAULT_RATE),
+            burst: args
+                .burst
+                .or(section.burst)
+                .unwrap_or(crate::throttle::DEFAULT_BURST),
+            write_rate: args.write_rate.or(section.write_rate),
+            write_burst: args.write_burst.or(section.write_burst),
+            mode: args.throttle.or(section.mode).unwrap_or_default(),
+            max_wait: duration(
+                "max_wait",
+                args.max_wait,
+                section.max_wait,
+                crate::throttle::DEFAULT_MAX_WAIT,
+            )?,
+            max_queue: args
+                .max_queue
+                .or(section.max_queue)
+                .unwrap_or(crate::throttle::DEFAULT_MAX_QUEUE),
+        };
+        throttle
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let admin = match (args.admin, file.admin) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(raw)) => Some(raw.parse().map_err(|e| {
+                ConfigError::setting(
+                    "admin",
+                    format!("`{raw}` is not an address ({e})"),
+                    "write IP:PORT, e.g. 127.0.0.1:9090",
+                )
+            })?),
+            (None, None) => None,
+        };
+        if let Some(admin) = admin {
+            crate::admin::check_admin_address(admin, listen)
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+
         Ok(Config {
+            throttle,
+            admin,
             emulator,
             mode,
             rules,

@@ -38,6 +38,11 @@ pub enum ErrorKind {
     NoPath(String),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("scimguard's local throttle refused the request ({}); retry after {retry_after:?}", reason.describe())]
+    Throttled {
+        retry_after: std::time::Duration,
+        reason: crate::throttle::Refusal,
+    },
     #[error("internal error in scimguard: {0}")]
     Internal(String),
 }
@@ -55,6 +60,7 @@ impl Error {
             ErrorKind::BodyTooLarge { .. } => 413,
             ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => 400,
             ErrorKind::Upstream(e) => e.status(),
+            ErrorKind::Throttled { .. } => 429,
             ErrorKind::Internal(_) => 500,
         }
     }
@@ -65,6 +71,7 @@ impl Error {
                 Blame::Client
             }
             ErrorKind::Upstream(_) => Blame::Upstream,
+            ErrorKind::Throttled { .. } => Blame::Client,
             ErrorKind::Internal(_) => Blame::Proxy,
         }
     }
@@ -85,6 +92,7 @@ impl Error {
             ErrorKind::Internal(_) => {
                 "This is a scimguard bug; please report it with the request id."
             }
+            ErrorKind::Throttled { .. } => "Retry after the time in Retry-After.",
         };
         format!("scimguard: {self}. {advice}")
     }

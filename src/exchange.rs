@@ -104,6 +104,15 @@ pub struct Exchange {
     pub findings: Vec<Finding>,
     /// Observe mode: findings are what enforce mode would have done.
     pub observe: bool,
+    /// The upstream's last status, when it answered.
+    pub upstream_status: Option<u16>,
+    /// The throttle's last decision (admitted, delayed, refused, would_wait,
+    /// would_refuse), when throttling is on.
+    pub throttle: Option<&'static str>,
+    /// Time spent waiting for the throttle, over all requests of the exchange.
+    pub throttle_wait: Duration,
+    /// The upstream answered 429 and the tenant backs off this long.
+    pub upstream_back_off: Option<Duration>,
 }
 
 impl Exchange {
@@ -119,6 +128,10 @@ impl Exchange {
             verdict: "error",
             findings: Vec::new(),
             observe: false,
+            upstream_status: None,
+            throttle: None,
+            throttle_wait: Duration::ZERO,
+            upstream_back_off: None,
         }
     }
 }

@@ -419,6 +419,36 @@ mod tests {
             .contains("CreateUser forwarded"));
     }
 
+    #[test]
+    fn a_capture_written_by_the_recorder_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capture.jsonl");
+        let list = records();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let options = crate::record::RecordOptions {
+                redact_pii: true,
+                ..Default::default()
+            };
+            let recorder = crate::record::Recorder::open(&path, options).unwrap();
+            for r in &list {
+                recorder.record(r.clone());
+            }
+            recorder.close().await;
+        });
+        let back = crate::record::read_capture(&path).unwrap();
+        let text = serde_json::to_string(&to_har(&back, DEFAULT_BASE_URL)).unwrap();
+        assert!(!text.contains("bjensen"), "PII redacted before export");
+        validate(&serde_json::from_str(&text).unwrap()).unwrap();
+        let parsed = har::from_str(&text).unwrap();
+        let har::Spec::V1_2(log) = parsed.log else {
+            panic!("not 1.2")
+        };
+        assert_eq!(log.entries.len(), list.len());
+    }
+
     // --- a strict HAR 1.2 validator (the spec's required fields, types and ranges) ---
 
     type Check = Result<(), String>;

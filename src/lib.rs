@@ -34,8 +34,10 @@ pub mod explain;
 pub mod har;
 pub mod logging;
 pub mod metrics;
+pub mod offline;
 pub mod pipeline;
 pub mod record;
+pub mod replay;
 pub mod rules;
 pub mod scim;
 pub mod server;
@@ -78,6 +80,13 @@ pub enum StartError {
 pub struct Proxy {
     pub pipeline: Arc<Pipeline>,
     pub options: ServerOptions,
+    /// Counters and histograms of the traffic, served on `--admin`.
+    pub metrics: metrics::Metrics,
+    /// What /readyz answers.
+    pub readiness: admin::Readiness,
+    /// Where /metrics, /healthz and /readyz are served, if anywhere.
+    pub admin: Option<std::net::SocketAddr>,
+    admin_listener: Option<TcpListener>,
     /// The in-process emulator serving as the upstream, when no upstream was given.
     pub embedded: Option<Embedded>,
 }
@@ -151,14 +160,14 @@ impl Proxy {
             )?)),
             None => None,
         };
+        let metrics = metrics::Metrics::new();
+        let readiness = admin::Readiness::new();
         Ok(Proxy {
-            pipeline: Pipeline::new(
-                upstream,
-                config.limits,
-                config.forwarded_headers,
-                config.rules.clone(),
-                config.mode,
-            ),
+            pipeline: Pipeline::new(upstream, config, metrics.clone(), readiness.clone()),
+            metrics,
+            readiness,
+            admin: config.admin,
+            admin_listener: None,
             options: ServerOptions {
                 tls,
                 header_timeout: config.limits.header_timeout,
@@ -168,9 +177,48 @@ impl Proxy {
         })
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains.
+    /// Binds the admin address (`--admin`), if one is configured; returns where it
+    /// listens (port 0 becomes a real port).
+    pub async fn bind_admin(&mut self) -> Result<Option<std::net::SocketAddr>, StartError> {
+        let Some(addr) = self.admin else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?;
+        self.admin_listener = Some(listener);
+        Ok(Some(local))
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains. With a bound admin
+    /// listener, also serves /metrics, /healthz and /readyz, and probes the upstream
+    /// while idle so /readyz knows it is reachable.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut background = Vec::new();
+        if let Some(admin_listener) = self.admin_listener {
+            let mut rx = stopped.clone();
+            background.push(tokio::spawn(admin::serve(
+                admin_listener,
+                self.metrics.clone(),
+                self.readiness.clone(),
+                async move {
+                    let _ = rx.changed().await;
+                },
+            )));
+            background.push(tokio::spawn(self.pipeline.clone().probe_upstream_forever()));
+        }
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         server::serve(listener, self.pipeline, self.options, shutdown).await;
+        for task in background {
+            task.abort();
+        }
         // The proxy has drained: nothing can reach the embedded emulator any more.
         if let Some(embedded) = self.embedded {
             embedded.task.abort();

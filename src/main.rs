@@ -42,7 +42,8 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(EXIT_FAILURE, &e),
     };
     let result = runtime.block_on(async {
-        let proxy = Proxy::start(&config).await?;
+        let mut proxy = Proxy::start(&config).await?;
+        let admin = proxy.bind_admin().await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -76,6 +77,9 @@ fn run(args: RunArgs) -> ExitCode {
                 }
             }
             (None, None) => {}
+        }
+        if let Some(admin) = admin {
+            println!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
         }
         proxy.serve(listener, shutdown_signal()).await;
         Ok::<(), StartError>(())

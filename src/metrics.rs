@@ -22,8 +22,9 @@
 //! HTTP statuses. Tenants are never a label (clients choose them, so they are unbounded).
 //!
 //! Cost per call: an uncontended read lock and a hash of the labels for a labelled
-//! counter, a short mutex for a histogram; a request's usual set of calls measures a few
-//! hundred nanoseconds in the unit tests' release-mode timing.
+//! counter, a short mutex for a histogram. A request's usual six calls (request,
+//! upstream status, throttle outcome, three latencies) measured about 110 ns together in
+//! a release build (`a_request_costs_little`; about 860 ns in a debug build).
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};

@@ -13,21 +13,27 @@
 //! | 8 | explain   | [`crate::explain::log`]: one log line, plus one per finding           |
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST};
+use http::header::{
+    HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, RETRY_AFTER,
+};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::config::Limits;
+use crate::admin::Readiness;
+use crate::config::{Config, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
+use crate::metrics::Metrics;
 use crate::rules::context::{Batch, BatchTarget};
 use crate::rules::{Mode, RuleSet};
 use crate::scim::error::ScimError;
+use crate::throttle::{retry_after_header, throttled_error, Admission, OpClass, Throttle};
 use crate::upstream::{remove_hop_by_hop, Upstream};
 use crate::verdict::{self, Verdict};
 
@@ -50,6 +56,10 @@ pub struct Pipeline {
     forwarded_headers: bool,
     rules: RuleSet,
     mode: Mode,
+    /// `None` when `--rate 0` turned local throttling off.
+    throttle: Option<Throttle>,
+    metrics: Metrics,
+    readiness: Readiness,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -58,22 +68,38 @@ struct Outbound {
     /// Path and query as received; batches replace the path.
     path_and_query: String,
     headers: HeaderMap,
+    /// The tenant the throttle keys on (empty: the whole upstream).
+    tenant: String,
+    class: OpClass,
 }
 
 impl Pipeline {
+    /// The pipeline of a validated config, sending to `upstream`, counting into
+    /// `metrics` and telling `readiness` when the upstream answers.
     pub fn new(
         upstream: Upstream,
-        limits: Limits,
-        forwarded_headers: bool,
-        rules: RuleSet,
-        mode: Mode,
+        config: &Config,
+        metrics: Metrics,
+        readiness: Readiness,
     ) -> Arc<Self> {
+        let throttle = config
+            .throttle
+            .enabled()
+            .then(|| Throttle::new(config.throttle));
+        if let Some(throttle) = &throttle {
+            let queue = throttle.clone();
+            metrics.queue_depth_from(move || queue.queue_depth());
+        }
+        readiness.rules_loaded(!config.rules.rules().is_empty());
         Arc::new(Pipeline {
             upstream,
-            limits,
-            forwarded_headers,
-            rules,
-            mode,
+            limits: config.limits,
+            forwarded_headers: config.forwarded_headers,
+            rules: config.rules.clone(),
+            mode: config.mode,
+            throttle,
+            metrics,
+            readiness,
         })
     }
 
@@ -97,8 +123,58 @@ impl Pipeline {
                 headers.insert(RULES_HEADER.clone(), value);
             }
         }
+        self.count(&exchange);
         crate::explain::log(&exchange);
         response
+    }
+
+    /// Every 10 s (a third of /readyz's 30 s window) sends `GET` to the upstream URL's
+    /// own path, without any token: any answer, even 401 or 404, shows the upstream is
+    /// reachable, so /readyz stays true on a quiet proxy and turns false within 30 s of
+    /// the upstream going away. Only the configured upstream is ever contacted.
+    pub async fn probe_upstream_forever(self: Arc<Self>) {
+        const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+        loop {
+            {
+                let target = format!("{}/", self.upstream.url().base_path);
+                let uri = target
+                    .parse()
+                    .ok()
+                    .and_then(|pq| self.upstream.url().join(&pq).ok());
+                if let Some(uri) = uri {
+                    let mut request = Request::new(Full::new(Bytes::new()));
+                    *request.uri_mut() = uri;
+                    request
+                        .headers_mut()
+                        .insert(HOST, self.upstream.host().clone());
+                    if self.upstream.send(request).await.is_ok() {
+                        self.readiness.mark_upstream_ok();
+                    }
+                }
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+
+    /// Metrics of one finished exchange.
+    fn count(&self, exchange: &Exchange) {
+        let metrics = &self.metrics;
+        let operation = exchange.operation.map(|op| op.name()).unwrap_or("-");
+        metrics.request(operation, exchange.verdict);
+        for finding in &exchange.findings {
+            metrics.finding(&finding.rule, finding.action.as_str());
+        }
+        if let Some(status) = exchange.upstream_status {
+            metrics.upstream_status(status);
+        }
+        metrics.latency_total(exchange.started.elapsed());
+        if let Some(upstream) = exchange.upstream_elapsed {
+            metrics.latency_upstream(upstream);
+        }
+        if let Some(throttle) = exchange.throttle {
+            metrics.throttle(throttle);
+            metrics.throttle_wait(exchange.throttle_wait);
+        }
     }
 
     async fn process(
@@ -120,6 +196,8 @@ impl Pipeline {
         );
         let classified = judgement.classified;
         let verdict = judgement.verdict;
+        outbound.tenant = classified.tenant().unwrap_or_default().to_owned();
+        outbound.class = OpClass::of(classified.operation, &outbound.method);
         exchange.operation = Some(classified.operation);
         exchange.findings = judgement.evaluation.findings;
         exchange.verdict = verdict.label();
@@ -127,8 +205,17 @@ impl Pipeline {
             Verdict::Forward => {
                 let headers = std::mem::take(&mut outbound.headers);
                 let target = &outbound.path_and_query;
-                self.send(&outbound.method, target, headers, body, false, exchange)
-                    .await
+                let key = (outbound.tenant.as_str(), outbound.class);
+                self.send(
+                    &outbound.method,
+                    target,
+                    headers,
+                    body,
+                    false,
+                    key,
+                    exchange,
+                )
+                .await
             }
             Verdict::Reject(error) => Ok(scim_response(&error)),
             Verdict::Rewrite { body, batches } => {
@@ -139,6 +226,7 @@ impl Pipeline {
                     outbound.headers.clone()
                 };
                 let target = &outbound.path_and_query;
+                let key = (outbound.tenant.as_str(), outbound.class);
                 let first = self
                     .send(
                         &outbound.method,
@@ -146,6 +234,7 @@ impl Pipeline {
                         headers,
                         Bytes::from(body),
                         true,
+                        key,
                         exchange,
                     )
                     .await?;
@@ -185,12 +274,15 @@ impl Pipeline {
             method: parts.method,
             path_and_query,
             headers,
+            tenant: String::new(),
+            class: OpClass::Write,
         })
     }
 
     /// Sends one request to the configured upstream, whatever the client's target or
     /// Host said. A `changed` body (rewritten, or a batch) gets its Content-Length from
     /// the body itself.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         method: &Method,
@@ -198,8 +290,10 @@ impl Pipeline {
         mut headers: HeaderMap,
         body: Bytes,
         changed: bool,
+        throttle_key: (&str, OpClass),
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
+        self.admit(throttle_key, exchange).await?;
         let path_and_query = target.parse().map_err(|e| {
             ErrorKind::Internal(format!("cannot build the upstream path `{target}`: {e}"))
         })?;
@@ -219,9 +313,44 @@ impl Pipeline {
         let answer = self.upstream.send(request).await?;
         exchange.upstream_elapsed =
             Some(exchange.upstream_elapsed.unwrap_or_default() + answer.elapsed);
+        exchange.upstream_status = Some(answer.response.status().as_u16());
+        self.readiness.mark_upstream_ok();
+        if answer.response.status() == StatusCode::TOO_MANY_REQUESTS {
+            // Relayed as it is; the tenant's bucket waits out AWS's Retry-After.
+            if let Some(throttle) = &self.throttle {
+                exchange.upstream_back_off =
+                    throttle.upstream_throttled(throttle_key.0, answer.response.headers());
+            }
+        }
         let (mut parts, body) = answer.response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Full::new(body)))
+    }
+
+    /// Takes a token for one request to the upstream (each batch takes its own). Shape
+    /// mode waits here; a refusal is a 429 of scimguard's own.
+    async fn admit(
+        &self,
+        (tenant, class): (&str, OpClass),
+        exchange: &mut Exchange,
+    ) -> Result<(), Error> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(());
+        };
+        let admission = throttle.admit(tenant, class).await;
+        exchange.throttle = Some(admission.label());
+        exchange.throttle_wait += admission.waited();
+        match admission {
+            Admission::Refused {
+                retry_after,
+                reason,
+            } => Err(ErrorKind::Throttled {
+                retry_after,
+                reason,
+            }
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     /// Sends the follow-up PATCHes of a split request one after another, after the first
@@ -284,6 +413,7 @@ impl Pipeline {
                     outbound.headers.clone(),
                     body,
                     true,
+                    (outbound.tenant.as_str(), OpClass::Write),
                     exchange,
                 )
                 .await
@@ -410,8 +540,21 @@ fn add_forwarded_headers(headers: &mut http::HeaderMap, conn: ConnInfo, host: Op
     }
 }
 
-/// The response for an error: its status and an AWS-shaped SCIM error body.
+/// The response for an error: its status and an AWS-shaped SCIM error body; a local
+/// throttle refusal also says when to come back (`Retry-After`, whole seconds).
 pub fn error_response(error: &Error) -> Response<Body> {
+    if let ErrorKind::Throttled {
+        retry_after,
+        reason,
+    } = &error.kind
+    {
+        let mut response = scim_response(&throttled_error(*retry_after, *reason));
+        response.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(retry_after_header(*retry_after)),
+        );
+        return response;
+    }
     scim_response(&ScimError::new(error.status(), error.detail()))
 }
 

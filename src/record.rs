@@ -368,6 +368,13 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// The wall-clock time at which `started` was taken, as [`rfc3339`]: for
+/// `Exchange::started`, which is monotonic.
+pub fn rfc3339_since(started: std::time::Instant) -> String {
+    let now = SystemTime::now();
+    rfc3339(now.checked_sub(started.elapsed()).unwrap_or(now))
+}
+
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`: eras of 400 years = 146 097 days).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -1390,6 +1397,20 @@ pub fn read_capture(path: &Path) -> Result<Vec<Record>, CaptureError> {
     parse_capture(&bytes, &path.display().to_string())
 }
 
+/// Reads a capture with its rotated files, oldest first: `FILE.5` … `FILE.1`, then
+/// `FILE`; rotated files that do not exist are skipped.
+pub fn read_capture_all(path: &Path) -> Result<Vec<Record>, CaptureError> {
+    let mut records = Vec::new();
+    for n in (1..=ROTATE_KEEP).rev() {
+        let rotated = rotated_path(path, n);
+        if rotated.exists() {
+            records.extend(read_capture(&rotated)?);
+        }
+    }
+    records.extend(read_capture(path)?);
+    Ok(records)
+}
+
 /// Parses a capture's bytes; `origin` names it in errors.
 pub fn parse_capture(bytes: &[u8], origin: &str) -> Result<Vec<Record>, CaptureError> {
     let mut records = Vec::new();
@@ -1515,6 +1536,16 @@ mod tests {
             rfc3339(UNIX_EPOCH - Duration::from_secs(10)),
             "1970-01-01T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn rfc3339_since_is_about_now() {
+        let started = std::time::Instant::now();
+        let before = rfc3339(SystemTime::now() - Duration::from_secs(1));
+        let at = rfc3339_since(started);
+        let after = rfc3339(SystemTime::now() + Duration::from_secs(1));
+        // Same width, so text order is time order.
+        assert!(before < at && at < after, "{before} {at} {after}");
     }
 
     #[test]
@@ -1945,11 +1976,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("capture.jsonl");
         let session = mixed_session();
+        // The token everywhere a caller could put it, bypassing redact_headers.
+        let mut leaky = sample(
+            5,
+            format!(r#"{{"userName":"u","password":"{TOKEN}"}}"#).as_bytes(),
+            201,
+        );
+        leaky.request.query = Some(format!("access_token={TOKEN}&count=1"));
+        leaky.request.headers.extend([
+            ("Authorization".to_owned(), format!("Bearer {TOKEN}")),
+            ("cookie".to_owned(), format!("s={TOKEN}")),
+            ("x-api-key".to_owned(), TOKEN.to_owned()),
+        ]);
+        leaky.forwarded.push(leaky.request.clone());
+        let response = leaky.response.as_mut().unwrap();
+        response
+            .headers
+            .push(("set-cookie".to_owned(), format!("s={TOKEN}")));
+        leaky.findings = vec![serde_json::json!({"message": format!("removed it (\"{TOKEN}\")")})];
+        leaky.error = Some(format!("password {TOKEN} refused"));
         runtime().block_on(async {
             let recorder = Recorder::open(&path, RecordOptions::default()).unwrap();
             for r in &session {
                 recorder.record(r.clone());
             }
+            recorder.record(leaky);
             recorder.close().await;
             assert_eq!(recorder.dropped(), 0);
         });
@@ -1960,8 +2011,15 @@ mod tests {
         );
         #[cfg(unix)]
         assert_eq!(mode(&path), 0o600);
-        let back = read_capture(&path).unwrap();
-        assert_eq!(back.len(), session.len());
+        let mut back = read_capture(&path).unwrap();
+        assert_eq!(back.len(), session.len() + 1);
+        let leaky = back.pop().unwrap();
+        assert_eq!(
+            leaky.request.query.as_deref(),
+            Some("access_token=%5BREDACTED%5D&count=1")
+        );
+        assert_eq!(leaky.request.headers[1].1, "Bearer [REDACTED]");
+        assert_eq!(leaky.error.as_deref(), Some("password [REDACTED] refused"));
         // Identical but for the redacted Authorization header.
         let mut expected = session.clone();
         expected[0].request.headers.last_mut().unwrap().1 = "Bearer [REDACTED]".into();
@@ -2131,6 +2189,7 @@ mod tests {
         #[cfg(unix)]
         assert_eq!(mode(&path), 0o600);
         all.extend(read_capture(&path).unwrap());
+        assert_eq!(read_capture_all(&path).unwrap(), all);
         // The newest records, in order, with nothing missing in between.
         assert_eq!(
             all.len(),
