@@ -32,6 +32,73 @@ pub enum Command {
     Parse(ParseArgs),
     /// Print the rules in effect (id, operations, action, source), or validate a rules file.
     Rules(RulesArgs),
+    /// Check captured exchanges or request files against the rules, without a network.
+    /// Exit 0 when clean, 1 when anything would be rejected, 2 on unreadable input.
+    Check(CheckArgs),
+    /// Turn a capture (--record) into HAR 1.2 on stdout, for browser devtools.
+    ExportHar(ExportHarArgs),
+    /// Re-send a capture's requests, in order and as received, to a target; summarise
+    /// the statuses that differ from the capture.
+    Replay(ReplayArgs),
+}
+
+/// Flags of `scimguard check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Captures (JSON lines from --record), request files ({method, path, query,
+    /// headers, body} JSON, the query as sent on the wire), or raw HTTP requests.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::offline::Format::Text)]
+    pub format: crate::offline::Format,
+
+    /// The config file whose `[rules]` section applies.
+    #[arg(long, env = "SCIMGUARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A rules file replacing the embedded one.
+    #[arg(long, env = "SCIMGUARD_RULES", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
+    /// Change one rule's action, e.g. --rule user.multi-value=reject (repeatable).
+    #[arg(long = "rule", value_name = "ID=ACTION")]
+    pub rule: Vec<String>,
+}
+
+/// Flags of `scimguard export-har`.
+#[derive(Debug, Args)]
+pub struct ExportHarArgs {
+    /// The capture (its rotated files .1 … .5 are read too, oldest first).
+    #[arg(value_name = "CAPTURE")]
+    pub capture: PathBuf,
+
+    /// The scheme and host the HAR's URLs get (the capture has paths only).
+    #[arg(long, default_value = crate::har::DEFAULT_BASE_URL, value_name = "URL")]
+    pub base_url: String,
+}
+
+/// Flags of `scimguard replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The capture to re-send.
+    #[arg(value_name = "CAPTURE")]
+    pub capture: PathBuf,
+
+    /// Where to send: the emulator, or scimguard in front of AWS (its URL; the
+    /// captured paths are appended to its path).
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+
+    /// Bearer token for the target (captures never hold the original one).
+    #[arg(
+        long,
+        env = "SCIMGUARD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// Flags of `scimguard parse`.
@@ -170,6 +237,23 @@ pub struct RunArgs {
     /// Shape mode: the most requests waiting at once [default: 1024].
     #[arg(long, env = "SCIMGUARD_MAX_QUEUE", value_name = "N")]
     pub max_queue: Option<usize>,
+
+    /// Record every exchange to this file as JSON lines (mode 0600; tokens redacted).
+    #[arg(long, env = "SCIMGUARD_RECORD", value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: replace names, emails, phone numbers and addresses by stable
+    /// hashes, so the capture can be shared with a vendor.
+    #[arg(long, env = "SCIMGUARD_REDACT_PII")]
+    pub redact_pii: bool,
+
+    /// With --record: rotate the file past this many bytes (5 old files are kept).
+    #[arg(long, env = "SCIMGUARD_RECORD_MAX_BYTES", value_name = "BYTES")]
+    pub record_max_bytes: Option<u64>,
+
+    /// Write one JSON explanation per exchange to this file (schema in README.md).
+    #[arg(long, env = "SCIMGUARD_EXPLAIN_LOG", value_name = "FILE")]
+    pub explain_log: Option<PathBuf>,
 
     /// Serve /metrics, /healthz and /readyz on this address (keep it on loopback; never
     /// the proxy's port), e.g. 127.0.0.1:9090 [default: off].

@@ -78,6 +78,10 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// `--record`: the capture file and how to write it.
+    pub record: Option<(PathBuf, crate::record::RecordOptions)>,
+    /// `--explain-log`: one JSON explanation per exchange.
+    pub explain_log: Option<PathBuf>,
 }
 
 /// Certificate chain and key for the HTTPS listener.
@@ -207,6 +211,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub throttle: ThrottleSection,
     pub admin: Option<String>,
+    pub record: Option<PathBuf>,
+    pub redact_pii: Option<bool>,
+    pub record_max_bytes: Option<u64>,
+    pub explain_log: Option<PathBuf>,
 }
 
 /// `[throttle]` in the config file.
@@ -446,7 +454,25 @@ impl Config {
                 .map_err(|e| ConfigError(e.to_string()))?;
         }
 
+        let record = args.record.clone().or(file.record).map(|path| {
+            let options = crate::record::RecordOptions {
+                max_bytes: args.record_max_bytes.or(file.record_max_bytes),
+                redact_pii: args.redact_pii || file.redact_pii.unwrap_or(false),
+                ..crate::record::RecordOptions::default()
+            };
+            (path, options)
+        });
+        if record.as_ref().is_some_and(|(_, o)| o.max_bytes == Some(0)) {
+            return Err(ConfigError::setting(
+                "record_max_bytes",
+                "0 would rotate on every record",
+                "use a size in bytes, e.g. 104857600 for 100 MiB",
+            ));
+        }
+
         Ok(Config {
+            record,
+            explain_log: args.explain_log.clone().or(file.explain_log),
             throttle,
             admin,
             emulator,

@@ -113,6 +113,20 @@ pub struct Exchange {
     pub throttle_wait: Duration,
     /// The upstream answered 429 and the tenant backs off this long.
     pub upstream_back_off: Option<Duration>,
+    /// AWS's `detail`, when the upstream answered with an error body.
+    pub aws_detail: Option<String>,
+    /// AWS's `x-amzn-RequestId`, for CloudTrail.
+    pub aws_request_id: Option<String>,
+    /// Advice from the rules' hints, comparing their findings with the upstream's answer.
+    pub hints: Vec<String>,
+    /// The tenant from the path, when there is one.
+    pub tenant: Option<String>,
+    /// Why the exchange failed, for errors of scimguard's own (502, 504, 413, 429…).
+    pub error: Option<String>,
+    /// When recording: the request as received (headers redacted).
+    pub received: Option<crate::record::RecordedRequest>,
+    /// When recording: what was sent upstream instead (the rewrite, then each batch).
+    pub forwarded: Vec<crate::record::RecordedRequest>,
 }
 
 impl Exchange {
@@ -132,6 +146,13 @@ impl Exchange {
             throttle: None,
             throttle_wait: Duration::ZERO,
             upstream_back_off: None,
+            aws_detail: None,
+            aws_request_id: None,
+            hints: Vec::new(),
+            tenant: None,
+            error: None,
+            received: None,
+            forwarded: Vec::new(),
         }
     }
 }

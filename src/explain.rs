@@ -2,6 +2,14 @@
 //! path, operation, verdict, status and timings, then one line per finding with the
 //! rule, the action (as "would …" in observe mode), the place, the message and the fix.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
 use crate::exchange::Exchange;
 use crate::rules::Action;
 
@@ -24,6 +32,17 @@ pub fn log(exchange: &Exchange) {
         upstream_us,
         "request"
     );
+    for hint in &exchange.hints {
+        tracing::info!(target: "scimguard::hint", id = id.as_str(), "  {hint}");
+    }
+    if let Some(back_off) = exchange.upstream_back_off {
+        tracing::info!(
+            target: "scimguard::hint",
+            id = id.as_str(),
+            "  the upstream answered 429: relayed as it is, not retried; this tenant's requests wait {} s before going upstream again",
+            back_off.as_secs()
+        );
+    }
     for finding in &exchange.findings {
         let action = match (exchange.observe, finding.action) {
             (true, Action::Reject) => "would reject",
@@ -44,5 +63,136 @@ pub fn log(exchange: &Exchange) {
             "  {}",
             finding.message
         );
+    }
+}
+
+/// The explanation of one exchange as one JSON object (the `--explain-log` schema in
+/// README.md): everything but bodies, so it can be kept and shared freely.
+pub fn to_json(exchange: &Exchange) -> serde_json::Value {
+    let id = exchange.id.text();
+    let findings: Vec<serde_json::Value> = exchange
+        .findings
+        .iter()
+        .map(|f| {
+            let action = match (exchange.observe, f.action) {
+                (true, Action::Reject) => "would reject",
+                (true, Action::Rewrite) => "would rewrite",
+                (_, action) => action.as_str(),
+            };
+            json!({
+                "rule": f.rule, "action": action, "location": f.location,
+                "message": f.message, "source": f.source, "fix": f.fix,
+            })
+        })
+        .collect();
+    json!({
+        "id": id.as_str(),
+        "time": crate::record::rfc3339_since(exchange.started),
+        "tenant": exchange.tenant,
+        "method": exchange.method.as_str(),
+        "path": exchange.path,
+        "operation": exchange.operation.map(|o| o.name()),
+        "mode": if exchange.observe { "observe" } else { "enforce" },
+        "verdict": exchange.verdict,
+        "status": exchange.status,
+        "findings": findings,
+        "upstream": {
+            "status": exchange.upstream_status,
+            "detail": exchange.aws_detail,
+            "request_id": exchange.aws_request_id,
+            "back_off_s": exchange.upstream_back_off.map(|d| d.as_secs()),
+        },
+        "hints": exchange.hints,
+        "error": exchange.error,
+        "throttle": exchange.throttle,
+        "timings": {
+            "total_us": exchange.started.elapsed().as_micros() as u64,
+            "upstream_us": exchange.upstream_elapsed.map(|d| d.as_micros() as u64),
+            "throttle_us": exchange.throttle.map(|_| exchange.throttle_wait.as_micros() as u64),
+        },
+    })
+}
+
+/// Lines queued for the explanation log before new ones are dropped (and counted).
+const EXPLAIN_QUEUE: usize = 1024;
+
+enum Line {
+    Text(String),
+    Close(oneshot::Sender<()>),
+}
+
+/// `--explain-log FILE`: one JSON explanation per line, written by a task fed through a
+/// bounded queue, so a slow disk never holds a request up.
+#[derive(Clone)]
+pub struct ExplainLog {
+    sender: mpsc::Sender<Line>,
+    dropped: Arc<AtomicU64>,
+    closed: Arc<Mutex<bool>>,
+    path: PathBuf,
+}
+
+impl ExplainLog {
+    /// Opens (appends to) the file and starts its writer on the current runtime.
+    pub fn open(path: &Path) -> std::io::Result<ExplainLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let (sender, mut receiver) = mpsc::channel::<Line>(EXPLAIN_QUEUE);
+        tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::new(file);
+            while let Some(line) = receiver.blocking_recv() {
+                match line {
+                    Line::Text(text) => {
+                        let _ = out.write_all(text.as_bytes());
+                        // Written as it completes: a kill loses at most what is queued.
+                        if receiver.is_empty() {
+                            let _ = out.flush();
+                        }
+                    }
+                    Line::Close(done) => {
+                        let _ = out.flush();
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+            let _ = out.flush();
+        });
+        Ok(ExplainLog {
+            sender,
+            dropped: Arc::new(AtomicU64::new(0)),
+            closed: Arc::new(Mutex::new(false)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Queues the exchange's explanation; never waits. A full queue drops the line and
+    /// says so in the log with the running count.
+    pub fn write(&self, exchange: &Exchange) {
+        let mut text = to_json(exchange).to_string();
+        text.push('\n');
+        if self.sender.try_send(Line::Text(text)).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(path = %self.path.display(), dropped, "explanation log queue full: a line was dropped");
+        }
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything queued and stops the writer.
+    pub async fn close(&self) {
+        let mut closed = self.closed.lock().await;
+        if *closed {
+            return;
+        }
+        let (done, finished) = oneshot::channel();
+        if self.sender.send(Line::Close(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+        *closed = true;
     }
 }

@@ -69,6 +69,12 @@ pub enum StartError {
     NoUpstream,
     #[error(transparent)]
     Emulator(#[from] emulator::EmulatorError),
+    #[error("cannot open {what} file {}: {source}. Fix: check that its directory exists and is writable", path.display())]
+    Output {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}. Fix: choose a free address with --listen")]
     Listen {
         addr: std::net::SocketAddr,
@@ -162,8 +168,37 @@ impl Proxy {
         };
         let metrics = metrics::Metrics::new();
         let readiness = admin::Readiness::new();
+        let recorder = match &config.record {
+            Some((path, options)) => Some(record::Recorder::open(path, options.clone()).map_err(
+                |source| StartError::Output {
+                    what: "--record",
+                    path: path.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
+        let explain_log = match &config.explain_log {
+            Some(path) => {
+                Some(
+                    explain::ExplainLog::open(path).map_err(|source| StartError::Output {
+                        what: "--explain-log",
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         Ok(Proxy {
-            pipeline: Pipeline::new(upstream, config, metrics.clone(), readiness.clone()),
+            pipeline: Pipeline::new(
+                upstream,
+                config,
+                metrics.clone(),
+                readiness.clone(),
+                recorder,
+                explain_log,
+            ),
             metrics,
             readiness,
             admin: config.admin,
@@ -215,7 +250,10 @@ impl Proxy {
             shutdown.await;
             let _ = stop.send(true);
         };
+        let pipeline = self.pipeline.clone();
         server::serve(listener, self.pipeline, self.options, shutdown).await;
+        // Every exchange has completed: put the capture and explanations on disk.
+        pipeline.close().await;
         for task in background {
             task.abort();
         }

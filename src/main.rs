@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use scimguard::cli::{
-    CertArgs, Cli, Command, EmulateArgs, ParseArgs, ParseWhat, RulesArgs, RunArgs,
+    CertArgs, CheckArgs, Cli, Command, EmulateArgs, ExportHarArgs, ParseArgs, ParseWhat,
+    ReplayArgs, RulesArgs, RunArgs,
 };
 use scimguard::config::Config;
 use scimguard::{tls, Proxy, StartError};
@@ -26,6 +27,9 @@ fn main() -> ExitCode {
         Command::Cert(args) => cert(args),
         Command::Parse(args) => parse(args),
         Command::Rules(args) => rules(args),
+        Command::Check(args) => check(args),
+        Command::ExportHar(args) => export_har(args),
+        Command::Replay(args) => replay(args),
     }
 }
 
@@ -195,6 +199,65 @@ fn rules(args: RulesArgs) -> ExitCode {
         Ok(config) => {
             print!("{}", scimguard::rules::table(&config.rules));
             ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_CONFIG, &e),
+    }
+}
+
+/// `scimguard check FILE…`: 0 clean, 1 something would be rejected, 2 unreadable input.
+fn check(args: CheckArgs) -> ExitCode {
+    let run = RunArgs {
+        config: args.config,
+        rules: args.rules,
+        rule: args.rule,
+        ..RunArgs::default()
+    };
+    let config = match Config::from_run_args(&run) {
+        Ok(config) => config,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let outcome = scimguard::offline::check_files(&config.rules, &args.files, args.format);
+    print!("{}", outcome.stdout);
+    eprint!("{}", outcome.stderr);
+    ExitCode::from(u8::try_from(outcome.code).unwrap_or(EXIT_CONFIG))
+}
+
+/// `scimguard export-har CAPTURE`: HAR 1.2 on stdout.
+fn export_har(args: ExportHarArgs) -> ExitCode {
+    match scimguard::record::read_capture_all(&args.capture) {
+        Ok(records) => {
+            let har = scimguard::har::to_har(&records, &args.base_url);
+            println!("{}", serde_json::to_string_pretty(&har).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_CONFIG, &e),
+    }
+}
+
+/// `scimguard replay CAPTURE --target URL`: 0 when every status matched, else 1.
+fn replay(args: ReplayArgs) -> ExitCode {
+    let records = match scimguard::record::read_capture_all(&args.capture) {
+        Ok(records) => records,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_FAILURE, &e),
+    };
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = runtime.block_on(scimguard::replay::replay(
+        &records,
+        &args.target,
+        args.token.as_deref(),
+        progress,
+    ));
+    match outcome {
+        Ok(summary) => {
+            print!("{}", summary.render());
+            ExitCode::from(u8::try_from(summary.exit_code()).unwrap_or(EXIT_FAILURE))
         }
         Err(e) => fail(EXIT_CONFIG, &e),
     }

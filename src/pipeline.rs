@@ -30,8 +30,9 @@ use crate::config::{Config, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
+use crate::record::{Record, RecordedRequest, RecordedResponse, Recorder, Timings};
 use crate::rules::context::{Batch, BatchTarget};
-use crate::rules::{Mode, RuleSet};
+use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
 use crate::throttle::{retry_after_header, throttled_error, Admission, OpClass, Throttle};
 use crate::upstream::{remove_hop_by_hop, Upstream};
@@ -60,6 +61,10 @@ pub struct Pipeline {
     throttle: Option<Throttle>,
     metrics: Metrics,
     readiness: Readiness,
+    /// `--record`: every exchange, redacted, one JSON line each.
+    recorder: Option<Recorder>,
+    /// `--explain-log`: one JSON explanation per exchange.
+    explain_log: Option<crate::explain::ExplainLog>,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -81,6 +86,8 @@ impl Pipeline {
         config: &Config,
         metrics: Metrics,
         readiness: Readiness,
+        recorder: Option<Recorder>,
+        explain_log: Option<crate::explain::ExplainLog>,
     ) -> Arc<Self> {
         let throttle = config
             .throttle
@@ -100,7 +107,20 @@ impl Pipeline {
             throttle,
             metrics,
             readiness,
+            recorder,
+            explain_log,
         })
+    }
+
+    /// Flushes and closes the capture and the explanation log: call after the server
+    /// has drained, so every completed exchange is on disk.
+    pub async fn close(&self) {
+        if let Some(recorder) = &self.recorder {
+            recorder.close().await;
+        }
+        if let Some(log) = &self.explain_log {
+            log.close().await;
+        }
     }
 
     /// Answers one request. Never fails: every error becomes an AWS-shaped SCIM error.
@@ -109,7 +129,10 @@ impl Pipeline {
         exchange.observe = self.mode == Mode::Observe;
         let mut response = match self.process(request, conn, &mut exchange).await {
             Ok(response) => response,
-            Err(error) => error_response(&error),
+            Err(error) => {
+                exchange.error = Some(error.to_string());
+                error_response(&error)
+            }
         };
         exchange.status = response.status().as_u16();
         let headers = response.headers_mut();
@@ -123,9 +146,76 @@ impl Pipeline {
                 headers.insert(RULES_HEADER.clone(), value);
             }
         }
+        if let Some(status) = exchange.upstream_status {
+            let answer = Answer {
+                status,
+                detail: exchange.aws_detail.as_deref(),
+                aws_request_id: exchange.aws_request_id.as_deref(),
+            };
+            exchange.hints = self.rules.hints(&exchange.findings, answer);
+        }
         self.count(&exchange);
         crate::explain::log(&exchange);
-        response
+        if let Some(log) = &self.explain_log {
+            log.write(&exchange);
+        }
+        match &self.recorder {
+            Some(recorder) => self.record(recorder, &exchange, response).await,
+            None => response,
+        }
+    }
+
+    /// Records the finished exchange and gives the response back unchanged.
+    async fn record(
+        &self,
+        recorder: &Recorder,
+        exchange: &Exchange,
+        response: Response<Body>,
+    ) -> Response<Body> {
+        let (parts, body) = buffered(response).await;
+        let request = exchange.received.clone().unwrap_or_else(|| {
+            RecordedRequest::new(
+                exchange.method.as_str(),
+                &exchange.path,
+                &HeaderMap::new(),
+                &[],
+            )
+        });
+        recorder.record(Record {
+            version: crate::record::RECORD_VERSION,
+            id: exchange.id.text().as_str().to_owned(),
+            time: crate::record::rfc3339_since(exchange.started),
+            tenant: exchange.tenant.clone(),
+            operation: exchange
+                .operation
+                .map(|o| o.name())
+                .unwrap_or("-")
+                .to_owned(),
+            mode: if exchange.observe {
+                "observe"
+            } else {
+                "enforce"
+            }
+            .to_owned(),
+            verdict: exchange.verdict.to_owned(),
+            request,
+            forwarded: exchange.forwarded.clone(),
+            response: Some(RecordedResponse::new(
+                parts.status.as_u16(),
+                &parts.headers,
+                &body,
+            )),
+            findings: crate::record::findings_json(&exchange.findings),
+            error: exchange.error.clone(),
+            timings: Timings {
+                total_us: exchange.started.elapsed().as_micros() as u64,
+                upstream_us: exchange.upstream_elapsed.map(|d| d.as_micros() as u64),
+                throttle_us: exchange
+                    .throttle
+                    .map(|_| exchange.throttle_wait.as_micros() as u64),
+            },
+        });
+        Response::from_parts(parts, Full::new(body))
     }
 
     /// Every 10 s (a third of /readyz's 30 s window) sends `GET` to the upstream URL's
@@ -185,6 +275,15 @@ impl Pipeline {
     ) -> Result<Response<Body>, Error> {
         let (parts, body) = request.into_parts();
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
+        if self.recorder.is_some() {
+            let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            exchange.received = Some(RecordedRequest::new(
+                parts.method.as_str(),
+                target,
+                &parts.headers,
+                &body,
+            ));
+        }
         let mut outbound = self.outbound(parts, conn)?;
 
         let judgement = verdict::judge(
@@ -197,6 +296,7 @@ impl Pipeline {
         let classified = judgement.classified;
         let verdict = judgement.verdict;
         outbound.tenant = classified.tenant().unwrap_or_default().to_owned();
+        exchange.tenant = classified.tenant().map(str::to_owned);
         outbound.class = OpClass::of(classified.operation, &outbound.method);
         exchange.operation = Some(classified.operation);
         exchange.findings = judgement.evaluation.findings;
@@ -304,6 +404,14 @@ impl Pipeline {
             .map_err(|e| ErrorKind::Internal(format!("cannot build the upstream URI: {e}")))?;
         if changed {
             headers.remove(CONTENT_LENGTH);
+            if self.recorder.is_some() {
+                exchange.forwarded.push(RecordedRequest::new(
+                    method.as_str(),
+                    target,
+                    &headers,
+                    &body,
+                ));
+            }
         }
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method.clone();
@@ -314,6 +422,17 @@ impl Pipeline {
         exchange.upstream_elapsed =
             Some(exchange.upstream_elapsed.unwrap_or_default() + answer.elapsed);
         exchange.upstream_status = Some(answer.response.status().as_u16());
+        exchange.aws_request_id = answer
+            .response
+            .headers()
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if answer.response.status().as_u16() >= 400 {
+            exchange.aws_detail = serde_json::from_slice::<Value>(answer.response.body())
+                .ok()
+                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
+        }
         self.readiness.mark_upstream_ok();
         if answer.response.status() == StatusCode::TOO_MANY_REQUESTS {
             // Relayed as it is; the tenant's bucket waits out AWS's Retry-After.

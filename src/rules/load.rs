@@ -39,6 +39,8 @@ impl std::error::Error for RulesError {}
 struct RawFile {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    hint: Vec<super::Hint>,
 }
 
 #[derive(Deserialize)]
@@ -74,7 +76,7 @@ fn operation_names() -> String {
         .join(", ")
 }
 
-pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
+pub(super) fn parse(text: &str, origin: &str) -> Result<(Vec<Rule>, Vec<super::Hint>), RulesError> {
     let error = |offset: Option<usize>, message: String, fix: &str| RulesError {
         origin: origin.to_owned(),
         line: offset.map(|o| line_of(text, o)),
@@ -96,6 +98,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
         ));
     }
 
+    let raw_hints = raw.hint;
     let mut seen = HashSet::new();
     let mut rules = Vec::with_capacity(raw.rule.len());
     for spanned in raw.rule {
@@ -183,7 +186,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
             aws_accepts: raw.aws_accepts,
         });
     }
-    Ok(rules)
+    Ok((rules, raw_hints))
 }
 
 impl Check {

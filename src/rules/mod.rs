@@ -165,9 +165,59 @@ mod template_tests {
     }
 }
 
+/// When a hint applies to an exchange the upstream answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HintWhen {
+    /// Always (subject to `status` and `detail_contains`).
+    Any,
+    /// A rule would have refused or fixed this request (observe mode, or a rule set to
+    /// warn) and the upstream refused it too.
+    Predicted,
+    /// The upstream refused it and no rule fired.
+    Unpredicted,
+    /// A rule would have refused it, yet the upstream accepted it: the rule may be stale.
+    Stale,
+}
+
+/// Advice for the admin when the upstream's answer says more than the rules did:
+/// prediction against reality, kept as data beside the rules (`[[hint]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hint {
+    pub when: HintWhen,
+    /// `4xx`, `2xx`, or one status such as `404`.
+    pub status: String,
+    /// Only when AWS's `detail` contains this text (case-insensitive).
+    #[serde(default)]
+    pub detail_contains: Option<String>,
+    /// The advice; `{status}`, `{detail}`, `{rules}` and `{aws_request_id}` are filled.
+    pub message: String,
+}
+
+impl Hint {
+    fn status_matches(&self, status: u16) -> bool {
+        match self.status.as_bytes() {
+            [d, b'x', b'x'] => status / 100 == u16::from(d.wrapping_sub(b'0')),
+            _ => self.status.parse::<u16>() == Ok(status),
+        }
+    }
+}
+
+/// What the upstream answered, for [`RuleSet::hints`].
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: u16,
+    /// AWS's `detail`, when the body had one.
+    pub detail: Option<&'a str>,
+    /// AWS's `x-amzn-RequestId`, for CloudTrail.
+    pub aws_request_id: Option<&'a str>,
+}
+
 /// The rules in effect: loaded, validated and with overrides applied.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
+    hints: Vec<Hint>,
     rules: Vec<Rule>,
     /// Per operation, the indexes of the rules that apply to it, in file order.
     by_operation: BTreeMap<Operation, Vec<usize>>,
@@ -192,8 +242,56 @@ impl RuleSet {
 
     /// Parses a rules file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, RulesError> {
-        let rules = load::parse(text, origin)?;
-        Ok(Self::from_rules(rules))
+        let (rules, hints) = load::parse(text, origin)?;
+        let mut set = Self::from_rules(rules);
+        set.hints = hints;
+        Ok(set)
+    }
+
+    /// The advice that applies to an exchange the upstream answered, given what the
+    /// rules found (`findings`, with the action each had or would have had).
+    pub fn hints(&self, findings: &[Finding], answer: Answer<'_>) -> Vec<String> {
+        let would_refuse: Vec<&str> = findings
+            .iter()
+            .filter(|f| matches!(f.action, Action::Reject))
+            .map(|f| f.rule.as_str())
+            .collect();
+        let fired: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
+        let refused = answer.status >= 400 && answer.status < 500;
+        let accepted = (200..300).contains(&answer.status);
+        let vars = [
+            ("status", answer.status.to_string()),
+            ("detail", answer.detail.unwrap_or("(no detail)").to_owned()),
+            (
+                "rules",
+                if would_refuse.is_empty() {
+                    fired.join(", ")
+                } else {
+                    would_refuse.join(", ")
+                },
+            ),
+            (
+                "aws_request_id",
+                answer.aws_request_id.unwrap_or("(none)").to_owned(),
+            ),
+        ];
+        self.hints
+            .iter()
+            .filter(|h| h.status_matches(answer.status))
+            .filter(|h| match &h.detail_contains {
+                Some(text) => answer
+                    .detail
+                    .is_some_and(|d| d.to_ascii_lowercase().contains(&text.to_ascii_lowercase())),
+                None => true,
+            })
+            .filter(|h| match h.when {
+                HintWhen::Any => true,
+                HintWhen::Predicted => refused && !fired.is_empty(),
+                HintWhen::Unpredicted => refused && fired.is_empty(),
+                HintWhen::Stale => accepted && !would_refuse.is_empty(),
+            })
+            .map(|h| render_template(&h.message, &vars))
+            .collect()
     }
 
     /// Reads and parses a rules file.
@@ -217,6 +315,7 @@ impl RuleSet {
         RuleSet {
             rules,
             by_operation,
+            hints: Vec::new(),
         }
     }
 

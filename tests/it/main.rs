@@ -8,5 +8,6 @@ mod limits;
 mod rules;
 mod shutdown;
 mod support;
+mod throttle;
 mod tls;
 mod verdicts;
