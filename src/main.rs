@@ -12,6 +12,15 @@ use scimguard::config::Config;
 use scimguard::{tls, Proxy, StartError};
 use tokio::net::TcpListener;
 
+/// Prints a banner line. A closed stdout (the reader went away) must not bring the
+/// proxy down, so write errors are ignored instead of panicking as `println!` does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit code for a bad setting or input (clap uses 2 for bad flags too).
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure while running.
@@ -66,24 +75,24 @@ fn run(args: RunArgs) -> ExitCode {
         };
         match (&config.upstream, &proxy.embedded) {
             (Some(upstream), _) => {
-                println!("scimguard listening on {scheme}://{local} → forwarding to {upstream}")
+                say!("scimguard listening on {scheme}://{local} → forwarding to {upstream}")
             }
             (None, Some(embedded)) => {
                 let emulator = &embedded.emulator;
-                println!(
+                say!(
                     "scimguard listening on {scheme}://{local} → forwarding to the embedded AWS SCIM emulator at http://{}",
                     embedded.addr
                 );
-                println!("  SCIM endpoint: {scheme}://{local}{}", emulator.base_path());
-                println!("  Bearer token:  {}", emulator.token());
+                say!("  SCIM endpoint: {scheme}://{local}{}", emulator.base_path());
+                say!("  Bearer token:  {}", emulator.token());
                 if let Some(state) = emulator.state_file() {
-                    println!("  State file:    {}", state.display());
+                    say!("  State file:    {}", state.display());
                 }
             }
             (None, None) => {}
         }
         if let Some(admin) = admin {
-            println!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
+            say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
         }
         proxy.serve(listener, shutdown_signal()).await;
         Ok::<(), StartError>(())
@@ -128,9 +137,9 @@ fn emulate(args: EmulateArgs) -> ExitCode {
             }
         };
         let local = listener.local_addr().unwrap_or(args.listen);
-        println!("scimguard emulator of AWS IAM Identity Center SCIM listening on http://{local}");
-        println!("  SCIM endpoint: http://{local}{}", emulator.base_path());
-        println!("  Bearer token:  {}", emulator.token());
+        say!("scimguard emulator of AWS IAM Identity Center SCIM listening on http://{local}");
+        say!("  SCIM endpoint: http://{local}{}", emulator.base_path());
+        say!("  Bearer token:  {}", emulator.token());
         let options = scimguard::server::ServerOptions {
             tls: None,
             header_timeout: scimguard::config::DEFAULT_HEADER_TIMEOUT,

@@ -2,6 +2,7 @@
 //! on 127.0.0.1 port 0.
 
 mod cli;
+mod debugging;
 mod emulator;
 mod forwarding;
 mod limits;
