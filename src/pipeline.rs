@@ -463,11 +463,14 @@ impl Pipeline {
             Admission::Refused {
                 retry_after,
                 reason,
-            } => Err(ErrorKind::Throttled {
-                retry_after,
-                reason,
+            } => {
+                exchange.verdict = "throttled";
+                Err(ErrorKind::Throttled {
+                    retry_after,
+                    reason,
+                }
+                .into())
             }
-            .into()),
             _ => Ok(()),
         }
     }
