@@ -1,8 +1,10 @@
 //! # scimguard
 //!
 //! An intercepting validation proxy for SCIM 2.0 provisioning into AWS IAM Identity
-//! Center: it sits between an identity provider and AWS's SCIM endpoint and forwards
-//! each request to the one configured upstream.
+//! Center: it sits between an identity provider and AWS's SCIM endpoint, checks every
+//! request against AWS's constraints (kept as data in `rules/`), and forwards, rewrites
+//! or rejects it, explaining each exchange. Without an upstream it proxies to an
+//! embedded emulator of AWS's SCIM service.
 //!
 //! ## Map
 //!
@@ -13,7 +15,11 @@
 //! | [`pipeline`] | THE flow of one request: every phase, in order |
 //! | [`exchange`] | the per-request record the phases share |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
-//! | [`explain`] | one log line per exchange, on every path |
+//! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
+//! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
+//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
+//! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
+//! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |
 //! | [`logging`] | buffered log output: a copy per line, not a system call |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
 //! | [`rules`], [`verdict`] | AWS's constraints as data; findings × mode → verdict |
@@ -21,8 +27,10 @@
 //! | [`tls`] | listener and upstream TLS, self-signed certificates |
 //! | [`error`] | errors that end a request, with whose fault they are |
 //!
-//! Everything that decides is pure and lives below `pipeline`; the shell (`server`,
-//! `upstream`) only does I/O.
+//! Everything that decides is pure — classify, parse, check, decide, rewrite: see
+//! [`verdict::judge`] — and is unit-tested, benchmarked and fuzzed without a socket; the
+//! shell (`server`, `upstream`, `record`'s writer, `throttle`'s wait) only does I/O.
+//! [`pipeline`]'s module docs list the phases of one request in order.
 
 pub mod admin;
 pub mod cli;
