@@ -561,8 +561,22 @@ impl Pipeline {
                     return Ok(error);
                 }
                 Err(e) => {
-                    let detail = report(e.to_string());
-                    return Ok(scim_response(&ScimError::new(e.status(), detail)));
+                    // The same answer as that error alone (status, Retry-After and
+                    // ThrottlingException wording for a local 429), with the report of
+                    // what was applied in front of its detail.
+                    let own = match &e.kind {
+                        ErrorKind::Throttled {
+                            retry_after,
+                            reason,
+                        } => throttled_error(*retry_after, *reason).detail,
+                        _ => e.detail(),
+                    };
+                    let detail = format!("{} ({own})", report(e.to_string()));
+                    let mut response = scim_response(&ScimError::new(e.status(), detail));
+                    if let Some(retry) = error_response(&e).headers().get(RETRY_AFTER) {
+                        response.headers_mut().insert(RETRY_AFTER, retry.clone());
+                    }
+                    return Ok(response);
                 }
             }
         }

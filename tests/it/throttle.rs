@@ -739,7 +739,6 @@ async fn each_batch_of_a_split_patch_takes_a_token() {
 /// the throttle's error into a SCIM error with `scim_response` and copies Retry-After only
 /// from an upstream's answer, so the IdP is told 429 without when to come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: src/pipeline.rs send_batches (Err arm) drops the throttle's Retry-After on a refused batch"]
 async fn a_batch_refused_by_the_throttle_says_when_to_retry() {
     timeout(QUICK, async {
         let upstream = TestUpstream::start(Behaviour::Answer).await;
