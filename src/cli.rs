@@ -54,17 +54,8 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = crate::offline::Format::Text)]
     pub format: crate::offline::Format,
 
-    /// The config file whose `[rules]` section applies.
-    #[arg(long, env = "SCIMGUARD_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// A rules file replacing the embedded one.
-    #[arg(long, env = "SCIMGUARD_RULES", value_name = "FILE")]
-    pub rules: Option<PathBuf>,
-
-    /// Change one rule's action, e.g. --rule user.multi-value=reject (repeatable).
-    #[arg(long = "rule", value_name = "ID=ACTION")]
-    pub rule: Vec<String>,
+    #[command(flatten)]
+    pub selection: RulesSelection,
 }
 
 /// Flags of `scimguard export-har`.
@@ -126,13 +117,9 @@ pub enum ParseWhat {
     },
 }
 
-/// Flags of `scimguard rules`.
+/// Which rules apply, for the commands that judge without running the proxy.
 #[derive(Debug, Default, Args)]
-pub struct RulesArgs {
-    /// Validate this rules file and exit (0 when usable, 2 when not).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["rules", "rule"])]
-    pub check: Option<PathBuf>,
-
+pub struct RulesSelection {
     /// The config file whose `[rules]` section applies.
     #[arg(long, env = "SCIMGUARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -144,6 +131,29 @@ pub struct RulesArgs {
     /// Change one rule's action, e.g. --rule user.multi-value=reject (repeatable).
     #[arg(long = "rule", value_name = "ID=ACTION")]
     pub rule: Vec<String>,
+}
+
+impl RulesSelection {
+    /// The same selection as `scimguard run` flags, so both resolve rules identically.
+    pub fn into_run_args(self) -> RunArgs {
+        RunArgs {
+            config: self.config,
+            rules: self.rules,
+            rule: self.rule,
+            ..RunArgs::default()
+        }
+    }
+}
+
+/// Flags of `scimguard rules`.
+#[derive(Debug, Default, Args)]
+pub struct RulesArgs {
+    /// Validate this rules file and exit (0 when usable, 2 when not).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["rules", "rule"])]
+    pub check: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub selection: RulesSelection,
 }
 
 /// Flags of `scimguard run`. Every one can also come from the environment

@@ -47,12 +47,9 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(EXIT_FAILURE, &e),
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let mut proxy = Proxy::start(&config).await?;
@@ -116,12 +113,9 @@ fn emulate(args: EmulateArgs) -> ExitCode {
         Ok(emulator) => emulator,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(EXIT_FAILURE, &e),
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let listener = match TcpListener::bind(args.listen).await {
@@ -148,6 +142,14 @@ fn emulate(args: EmulateArgs) -> ExitCode {
         scimguard::server::serve(listener, emulator, options, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// The multi-threaded tokio runtime the long-running commands use.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(EXIT_FAILURE, &e))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -198,13 +200,7 @@ fn rules(args: RulesArgs) -> ExitCode {
             Err(e) => fail(EXIT_CONFIG, &e),
         };
     }
-    let run = RunArgs {
-        config: args.config,
-        rules: args.rules,
-        rule: args.rule,
-        ..RunArgs::default()
-    };
-    match Config::from_run_args(&run) {
+    match Config::from_run_args(&args.selection.into_run_args()) {
         Ok(config) => {
             print!("{}", scimguard::rules::table(&config.rules));
             ExitCode::SUCCESS
@@ -215,13 +211,7 @@ fn rules(args: RulesArgs) -> ExitCode {
 
 /// `scimguard check FILE…`: 0 clean, 1 something would be rejected, 2 unreadable input.
 fn check(args: CheckArgs) -> ExitCode {
-    let run = RunArgs {
-        config: args.config,
-        rules: args.rules,
-        rule: args.rule,
-        ..RunArgs::default()
-    };
-    let config = match Config::from_run_args(&run) {
+    let config = match Config::from_run_args(&args.selection.into_run_args()) {
         Ok(config) => config,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
@@ -249,12 +239,9 @@ fn replay(args: ReplayArgs) -> ExitCode {
         Ok(records) => records,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(EXIT_FAILURE, &e),
+        Err(code) => return code,
     };
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = runtime.block_on(scimguard::replay::replay(
