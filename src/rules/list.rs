@@ -46,34 +46,6 @@ pub(crate) fn filter_parses(r: &Reporter<'_>, request: &RequestView<'_>, state: 
     r.report(state, "query:filter", &vars);
 }
 
-/// The logical operators a filter uses (`and`, `or`, `not`), each once, in text order.
-fn logical_operators(f: &Filter, out: &mut Vec<&'static str>) {
-    let mut add = |op: &'static str| {
-        if !out.contains(&op) {
-            out.push(op);
-        }
-    };
-    match f {
-        Filter::And(items) => {
-            add("and");
-            items.iter().for_each(|i| logical_operators(i, out));
-        }
-        Filter::Or(items) => {
-            add("or");
-            items.iter().for_each(|i| logical_operators(i, out));
-        }
-        Filter::Not(inner) => {
-            add("not");
-            logical_operators(inner, out);
-        }
-        Filter::ValuePath { filter, .. } => {
-            add("[ ] (value filter)");
-            logical_operators(filter, out);
-        }
-        Filter::Compare { .. } | Filter::Present { .. } => {}
-    }
-}
-
 pub(crate) fn filter_operators(
     r: &Reporter<'_>,
     operators: &[String],
@@ -92,9 +64,7 @@ pub(crate) fn filter_operators(
             refused.push(op.to_owned());
         }
     }
-    let mut used = Vec::new();
-    logical_operators(&parsed, &mut used);
-    for op in used {
+    for op in parsed.logical_operators() {
         if !logical.iter().any(|a| a.eq_ignore_ascii_case(op)) && !refused.iter().any(|x| x == op) {
             refused.push(op.to_owned());
         }

@@ -13,7 +13,7 @@ use super::check::Check;
 use super::context::{pointer_token, show, Body, Finding, Reporter, RequestView, State};
 use super::user::{is_urn, ENTERPRISE_URN};
 use super::Rule;
-use crate::scim::filter::{AttrPath, Filter};
+use crate::scim::filter::AttrPath;
 use crate::scim::patch::PatchOpKind;
 use crate::scim::path::{parse_path, PatchPath};
 
@@ -448,31 +448,6 @@ pub(crate) fn single_operation(r: &Reporter<'_>, attributes: &[String], state: &
     }
 }
 
-/// The logical operators a value filter uses (`or`, `not`; `and` is always allowed).
-fn logical_operators(f: &Filter, out: &mut Vec<&'static str>) {
-    let mut add = |op: &'static str| {
-        if !out.contains(&op) {
-            out.push(op);
-        }
-    };
-    match f {
-        Filter::And(items) => {
-            add("and");
-            items.iter().for_each(|i| logical_operators(i, out));
-        }
-        Filter::Or(items) => {
-            add("or");
-            items.iter().for_each(|i| logical_operators(i, out));
-        }
-        Filter::Not(inner) => {
-            add("not");
-            logical_operators(inner, out);
-        }
-        Filter::ValuePath { filter, .. } => logical_operators(filter, out),
-        Filter::Compare { .. } | Filter::Present { .. } => {}
-    }
-}
-
 pub(crate) fn filter_operators(r: &Reporter<'_>, operators: &[String], state: &mut State) {
     let allowed = |op: &str| op == "and" || operators.iter().any(|a| a.eq_ignore_ascii_case(op));
     let Some(ops) = operations(state) else { return };
@@ -491,9 +466,7 @@ pub(crate) fn filter_operators(r: &Reporter<'_>, operators: &[String], state: &m
                 refused.push(op.to_owned());
             }
         }
-        let mut logical = Vec::new();
-        logical_operators(filter, &mut logical);
-        for op in logical {
+        for op in filter.logical_operators() {
             if !allowed(op) && !refused.iter().any(|x| x == op) {
                 refused.push(op.to_owned());
             }

@@ -89,6 +89,41 @@ impl Filter {
         matches!(self, Filter::Or(_))
     }
 
+    /// The logical operators the filter uses, each once, in text order: `and`, `or`,
+    /// `not`, and `[ ] (value filter)` for a value path. AWS accepts `and` alone, so
+    /// rules list the others back to the admin.
+    pub fn logical_operators(&self) -> Vec<&'static str> {
+        fn walk(f: &Filter, out: &mut Vec<&'static str>) {
+            let mut add = |op: &'static str| {
+                if !out.contains(&op) {
+                    out.push(op);
+                }
+            };
+            match f {
+                Filter::And(items) => {
+                    add("and");
+                    items.iter().for_each(|i| walk(i, out));
+                }
+                Filter::Or(items) => {
+                    add("or");
+                    items.iter().for_each(|i| walk(i, out));
+                }
+                Filter::Not(inner) => {
+                    add("not");
+                    walk(inner, out);
+                }
+                Filter::ValuePath { filter, .. } => {
+                    add("[ ] (value filter)");
+                    walk(filter, out);
+                }
+                Filter::Compare { .. } | Filter::Present { .. } => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
     /// Every attribute expression (`Compare` and `Present`) in the tree, in text order,
     /// each with the value-path attribute it sits under (`emails` for the `type` in
     /// `emails[type eq "work"]`). Rules use it to list the attributes a filter touches.
