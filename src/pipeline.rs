@@ -181,6 +181,7 @@ impl Pipeline {
                 &[],
             )
         });
+        let dropped_before = recorder.dropped();
         recorder.record(Record {
             version: crate::record::RECORD_VERSION,
             id: exchange.id.text().as_str().to_owned(),
@@ -215,6 +216,9 @@ impl Pipeline {
                     .map(|_| exchange.throttle_wait.as_micros() as u64),
             },
         });
+        if recorder.dropped() > dropped_before {
+            self.metrics.record_drop();
+        }
         Response::from_parts(parts, Full::new(body))
     }
 
