@@ -160,7 +160,7 @@ impl Pipeline {
             log.write(&exchange);
         }
         match &self.recorder {
-            Some(recorder) => self.record(recorder, &exchange, response).await,
+            Some(recorder) => self.record(recorder, &mut exchange, response).await,
             None => response,
         }
     }
@@ -169,11 +169,12 @@ impl Pipeline {
     async fn record(
         &self,
         recorder: &Recorder,
-        exchange: &Exchange,
+        exchange: &mut Exchange,
         response: Response<Body>,
     ) -> Response<Body> {
         let (parts, body) = buffered(response).await;
-        let request = exchange.received.clone().unwrap_or_else(|| {
+        // The exchange ends here: its recorded requests move into the record.
+        let request = exchange.received.take().unwrap_or_else(|| {
             RecordedRequest::new(
                 exchange.method.as_str(),
                 &exchange.path,
@@ -200,7 +201,7 @@ impl Pipeline {
             .to_owned(),
             verdict: exchange.verdict.to_owned(),
             request,
-            forwarded: exchange.forwarded.clone(),
+            forwarded: std::mem::take(&mut exchange.forwarded),
             response: Some(RecordedResponse::new(
                 parts.status.as_u16(),
                 &parts.headers,
@@ -229,21 +230,19 @@ impl Pipeline {
     pub async fn probe_upstream_forever(self: Arc<Self>) {
         const PROBE_INTERVAL: Duration = Duration::from_secs(10);
         loop {
-            {
-                let target = format!("{}/", self.upstream.url().base_path);
-                let uri = target
-                    .parse()
-                    .ok()
-                    .and_then(|pq| self.upstream.url().join(&pq).ok());
-                if let Some(uri) = uri {
-                    let mut request = Request::new(Full::new(Bytes::new()));
-                    *request.uri_mut() = uri;
-                    request
-                        .headers_mut()
-                        .insert(HOST, self.upstream.host().clone());
-                    if self.upstream.send(request).await.is_ok() {
-                        self.readiness.mark_upstream_ok();
-                    }
+            let target = format!("{}/", self.upstream.url().base_path);
+            let uri = target
+                .parse()
+                .ok()
+                .and_then(|pq| self.upstream.url().join(&pq).ok());
+            if let Some(uri) = uri {
+                let mut request = Request::new(Full::new(Bytes::new()));
+                *request.uri_mut() = uri;
+                request
+                    .headers_mut()
+                    .insert(HOST, self.upstream.host().clone());
+                if self.upstream.send(request).await.is_ok() {
+                    self.readiness.mark_upstream_ok();
                 }
             }
             tokio::time::sleep(PROBE_INTERVAL).await;

@@ -1047,3 +1047,29 @@ async fn metrics_healthz_and_readyz_match_the_traffic() {
     .await
     .expect("the test finished in time");
 }
+
+#[tokio::test]
+async fn readyz_turns_ready_from_the_upstream_probe_alone() {
+    timeout(Duration::from_secs(10), async {
+        let upstream = TestUpstream::start(Behaviour::Answer).await;
+        let mut args = args(&upstream.url(), ThrottleMode::Shape, 10, 10);
+        args.admin = Some("127.0.0.1:0".parse().unwrap());
+        let proxy = AdminProxy::start(args).await;
+        let client: HttpClient = http_client();
+        // No request goes through the proxy: only the probe can reach the upstream.
+        loop {
+            let answer = proxy.get_admin(&client, "/readyz").await;
+            if answer.status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let probes = upstream.seen();
+        assert!(!probes.is_empty(), "the probe reached the upstream");
+        assert!(probes
+            .iter()
+            .all(|p| p.method == Method::GET && p.headers.get("authorization").is_none()));
+    })
+    .await
+    .expect("/readyz turned ready within 10 s");
+}
