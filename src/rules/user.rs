@@ -594,7 +594,19 @@ pub(crate) fn refused_characters(
     }
     let every = attributes.iter().any(|a| a == "*");
     let listed = |name: &str, list: &[String]| list.iter().any(|a| a.eq_ignore_ascii_case(name));
-    let refused = |c: char| c.is_control() || is_zero_width(c) || characters.contains(c);
+    // Every character of every string of a body goes through this: a table for ASCII
+    // instead of searching `characters` each time.
+    let mut ascii = [false; 128];
+    for c in characters.chars().filter(char::is_ascii) {
+        ascii[c as usize] = true;
+    }
+    let refused = |c: char| {
+        if c.is_ascii() {
+            ascii[c as usize] || c.is_ascii_control()
+        } else {
+            c.is_control() || is_zero_width(c) || characters.contains(c)
+        }
+    };
     let mut hits = Vec::new();
     walk_strings(root, &mut Vec::new(), &mut |path, text| {
         // Most strings are clean: look at the characters before building any name.
