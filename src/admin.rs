@@ -329,21 +329,7 @@ mod tests {
         }
     }
 
-    fn sample_value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let found: Vec<_> = scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .collect();
-        assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
-        match &found[0].value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            other => panic!("{name}: {other:?}"),
-        }
-    }
+    use crate::metrics::tests::value as sample_value;
 
     #[tokio::test]
     async fn metrics_over_http_parse_and_match_the_traffic() {

@@ -267,7 +267,7 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -276,7 +276,12 @@ mod tests {
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
     }
 
-    fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    /// The one sample of `name` with `labels`; also used by the admin server's tests.
+    pub(crate) fn value(
+        scrape: &prometheus_parse::Scrape,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> f64 {
         let found: Vec<_> = scrape
             .samples
             .iter()

@@ -4,7 +4,8 @@ use serde_json::{json, Map, Value};
 
 use super::context::{pointer_token, show, Batch, BatchTarget, Body, Reporter, RequestView, State};
 use super::patch::{
-    and_list, has_path, is_op_on, names, op_kind, op_text, operations, operations_mut, OPERATIONS,
+    and_list, has_path, is_op_on, names, op_kind, op_text, operations, operations_mut,
+    remove_operations, OPERATIONS,
 };
 use super::user::key_in;
 use crate::scim::filter::{CompValue, CompareOp, Filter};
@@ -32,21 +33,6 @@ fn member_ids(members: &[Value]) -> Vec<String> {
 /// A PatchOp body holding `operations`.
 fn patch_body(operations: Vec<Value>) -> Value {
     json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": operations })
-}
-
-/// Removes the operations at `indexes` (ascending or not) from the body.
-fn remove_operations(state: &mut State, indexes: &[usize]) {
-    if indexes.is_empty() {
-        return;
-    }
-    if let Some(ops) = operations_mut(state) {
-        let mut index = 0;
-        ops.retain(|_| {
-            index += 1;
-            !indexes.contains(&(index - 1))
-        });
-        state.changed = true;
-    }
 }
 
 /// The member list of a PatchGroup operation: an add/remove on the path `members`

@@ -38,6 +38,21 @@ pub(crate) fn operations_mut(state: &mut State) -> Option<&mut Vec<Value>> {
     state.object_mut()?.get_mut(OPERATIONS)?.as_array_mut()
 }
 
+/// Removes the operations at `indexes` (in any order) from the body.
+pub(crate) fn remove_operations(state: &mut State, indexes: &[usize]) {
+    if indexes.is_empty() {
+        return;
+    }
+    if let Some(ops) = operations_mut(state) {
+        let mut index = 0;
+        ops.retain(|_| {
+            index += 1;
+            !indexes.contains(&(index - 1))
+        });
+        state.changed = true;
+    }
+}
+
 /// The operation kind that `text` spells, in any case.
 pub(crate) fn kind_of(text: &str) -> Option<PatchOpKind> {
     [PatchOpKind::Add, PatchOpKind::Remove, PatchOpKind::Replace]
@@ -810,16 +825,7 @@ pub(crate) fn values(
             push_inner(r, state, i, &prefix, finding);
         }
     }
-    if !removed.is_empty() {
-        if let Some(ops) = operations_mut(state) {
-            let mut index = 0;
-            ops.retain(|_| {
-                index += 1;
-                !removed.contains(&(index - 1))
-            });
-        }
-        state.changed = true;
-    }
+    remove_operations(state, &removed);
 }
 
 /// Reports an inner check's finding as the outer rule's, with its location moved into
