@@ -44,11 +44,7 @@ pub fn log(exchange: &Exchange) {
         );
     }
     for finding in &exchange.findings {
-        let action = match (exchange.observe, finding.action) {
-            (true, Action::Reject) => "would reject",
-            (true, Action::Rewrite) => "would rewrite",
-            (_, action) => action.as_str(),
-        };
+        let action = shown_action(exchange.observe, finding.action);
         let fix = finding
             .fix
             .as_ref()
@@ -66,6 +62,16 @@ pub fn log(exchange: &Exchange) {
     }
 }
 
+/// A finding's action as the admin reads it: in observe mode nothing was done, so a
+/// reject or rewrite is what enforce mode *would* have done.
+fn shown_action(observe: bool, action: Action) -> &'static str {
+    match (observe, action) {
+        (true, Action::Reject) => "would reject",
+        (true, Action::Rewrite) => "would rewrite",
+        (_, action) => action.as_str(),
+    }
+}
+
 /// The explanation of one exchange as one JSON object (the `--explain-log` schema in
 /// README.md): everything but bodies, so it can be kept and shared freely.
 pub fn to_json(exchange: &Exchange) -> serde_json::Value {
@@ -74,11 +80,7 @@ pub fn to_json(exchange: &Exchange) -> serde_json::Value {
         .findings
         .iter()
         .map(|f| {
-            let action = match (exchange.observe, f.action) {
-                (true, Action::Reject) => "would reject",
-                (true, Action::Rewrite) => "would rewrite",
-                (_, action) => action.as_str(),
-            };
+            let action = shown_action(exchange.observe, f.action);
             json!({
                 "rule": f.rule, "action": action, "location": f.location,
                 "message": f.message, "source": f.source, "fix": f.fix,

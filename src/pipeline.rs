@@ -298,8 +298,9 @@ impl Pipeline {
         );
         let classified = judgement.classified;
         let verdict = judgement.verdict;
-        outbound.tenant = classified.tenant().unwrap_or_default().to_owned();
-        exchange.tenant = classified.tenant().map(str::to_owned);
+        let tenant = classified.tenant().map(str::to_owned);
+        outbound.tenant = tenant.clone().unwrap_or_default();
+        exchange.tenant = tenant;
         outbound.class = OpClass::of(classified.operation, &outbound.method);
         exchange.operation = Some(classified.operation);
         exchange.findings = judgement.evaluation.findings;
