@@ -12,6 +12,12 @@ use scimguard::config::Config;
 use scimguard::{tls, Proxy, StartError};
 use tokio::net::TcpListener;
 
+/// mimalloc instead of glibc malloc: a proxied CreateUser allocates for its headers,
+/// its parsed body and its explanation, and glibc's malloc + free took 50k of its 243k
+/// instructions (callgrind); with mimalloc the request costs 204k.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Prints a banner line. A closed stdout (the reader went away) must not bring the
 /// proxy down, so write errors are ignored instead of panicking as `println!` does.
 macro_rules! say {

@@ -82,6 +82,10 @@ pub enum Body {
 pub struct State {
     pub body: Body,
     pub changed: bool,
+    /// Every string of the body came from the received bytes (`RequestView::body`)
+    /// and no fix has changed it since, so a scan of those bytes can prove the absence
+    /// of something without walking the parsed body.
+    pub from_wire: bool,
     pub findings: Vec<Finding>,
     pub batches: Vec<Batch>,
 }
@@ -91,7 +95,15 @@ impl State {
         let body = if request.body.iter().all(u8::is_ascii_whitespace) {
             Body::Empty
         } else {
-            match serde_json::from_slice(request.body) {
+            // Checking the whole body as UTF-8 once, then parsing it as text, spares
+            // serde_json a UTF-8 check per string: 100 member ids cost 22k instructions
+            // of a 6 KB PatchGroup's 186k that way (callgrind). Invalid UTF-8 is
+            // parsed as bytes, for serde_json's error with its line and column.
+            let parsed = match std::str::from_utf8(request.body) {
+                Ok(text) => serde_json::from_str(text),
+                Err(_) => serde_json::from_slice(request.body),
+            };
+            match parsed {
                 Ok(v) => Body::Json(v),
                 Err(e) => Body::Invalid(e),
             }
@@ -99,9 +111,15 @@ impl State {
         State {
             body,
             changed: false,
+            from_wire: true,
             findings: Vec::new(),
             batches: Vec::new(),
         }
+    }
+
+    /// The received body bytes while they still describe the body (see `from_wire`).
+    pub fn wire_body<'a>(&self, request: &RequestView<'a>) -> Option<&'a [u8]> {
+        (self.from_wire && !self.changed).then_some(request.body)
     }
 
     pub fn finish(self) -> Evaluation {

@@ -717,10 +717,13 @@ fn inner_message(check: &Check) -> String {
 }
 
 /// A state over a pseudo body, for running body checks on one operation's value.
-fn pseudo_state(body: Value) -> State {
+/// `from_wire`: the operation's value is still as received (its strings are in the
+/// request's bytes).
+fn pseudo_state(body: Value, from_wire: bool) -> State {
     State {
         body: Body::Json(body),
         changed: false,
+        from_wire,
         findings: Vec::new(),
         batches: Vec::new(),
     }
@@ -789,7 +792,7 @@ pub(crate) fn values(
         let Some((body, keys)) = item.as_object().and_then(pseudo_body) else {
             continue;
         };
-        let mut inner = pseudo_state(body);
+        let mut inner = pseudo_state(body, state.from_wire && !state.changed);
         for check in checks {
             let rule = Rule {
                 check: check.clone(),
