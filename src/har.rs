@@ -277,12 +277,12 @@ mod tests {
         // Rewritten with batches; binary bodies both ways; a redirect.
         let mut r = base.clone();
         r.verdict = "rewritten".into();
-        r.request.body = Body(vec![0xff, 0xfe, 0x00]);
+        r.request.body = Body::from(vec![0xff, 0xfe, 0x00]);
         r.forwarded = vec![r.request.clone(), r.request.clone()];
         let resp = r.response.as_mut().unwrap();
         resp.status = 302;
         resp.headers.push(("location".into(), "/elsewhere".into()));
-        resp.body = Body(vec![0x80]);
+        resp.body = Body::from(vec![0x80]);
         list.push(r);
         // No response at all; an unknown status; inconsistent timings.
         let mut r = base.clone();

@@ -28,6 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
+use bytes::Bytes;
 use http::HeaderMap;
 use ring::hmac;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -198,7 +199,10 @@ pub struct Timings {
 /// A body: `{"text": "…"}` when it is UTF-8 (every SCIM body), else
 /// `{"base64": "…"}` (standard alphabet, padded). An empty body is `{"text": ""}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Body(pub Vec<u8>);
+///
+/// It shares the proxy's buffer (`Bytes`): recording a body costs no copy on the
+/// request path.
+pub struct Body(pub Bytes);
 
 impl Body {
     pub fn as_bytes(&self) -> &[u8] {
@@ -217,23 +221,50 @@ impl Body {
 
 impl From<&[u8]> for Body {
     fn from(bytes: &[u8]) -> Self {
-        Body(bytes.to_vec())
+        Body(Bytes::copy_from_slice(bytes))
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Body {
+    fn from(bytes: &[u8; N]) -> Self {
+        Body(Bytes::copy_from_slice(bytes))
     }
 }
 
 impl From<Vec<u8>> for Body {
     fn from(bytes: Vec<u8>) -> Self {
+        Body(bytes.into())
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
         Body(bytes)
+    }
+}
+
+impl From<&Bytes> for Body {
+    fn from(bytes: &Bytes) -> Self {
+        Body(bytes.clone())
     }
 }
 
 impl From<&str> for Body {
     fn from(text: &str) -> Self {
-        Body(text.as_bytes().to_vec())
+        Body(Bytes::copy_from_slice(text.as_bytes()))
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// The written form, borrowing the body's text.
+#[derive(Serialize)]
+struct BodyReprRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base64: Option<String>,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BodyRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,11 +276,11 @@ struct BodyRepr {
 impl Serialize for Body {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let repr = match std::str::from_utf8(&self.0) {
-            Ok(text) => BodyRepr {
-                text: Some(text.to_owned()),
+            Ok(text) => BodyReprRef {
+                text: Some(text),
                 base64: None,
             },
-            Err(_) => BodyRepr {
+            Err(_) => BodyReprRef {
                 text: None,
                 base64: Some(base64::engine::general_purpose::STANDARD.encode(&self.0)),
             },
@@ -265,13 +296,13 @@ impl<'de> Deserialize<'de> for Body {
             BodyRepr {
                 text: Some(text),
                 base64: None,
-            } => Ok(Body(text.into_bytes())),
+            } => Ok(Body(text.into_bytes().into())),
             BodyRepr {
                 text: None,
                 base64: Some(encoded),
             } => base64::engine::general_purpose::STANDARD
                 .decode(encoded.as_bytes())
-                .map(Body)
+                .map(Body::from)
                 .map_err(|e| D::Error::custom(format!("body.base64 is not base64: {e}"))),
             _ => Err(D::Error::custom(
                 "a body is {\"text\": …} or {\"base64\": …}, exactly one of them",
@@ -283,7 +314,7 @@ impl<'de> Deserialize<'de> for Body {
 impl RecordedRequest {
     /// A request from its parts; `target` is the path with its query as on the wire.
     /// Secret headers are redacted ([`redact_headers`]).
-    pub fn new(method: &str, target: &str, headers: &HeaderMap, body: &[u8]) -> Self {
+    pub fn new(method: &str, target: &str, headers: &HeaderMap, body: impl Into<Body>) -> Self {
         let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path, Some(query.to_owned())),
             None => (target, None),
@@ -293,7 +324,7 @@ impl RecordedRequest {
             path: path.to_owned(),
             query,
             headers: redact_headers(headers),
-            body: Body::from(body),
+            body: body.into(),
         }
     }
 
@@ -308,11 +339,11 @@ impl RecordedRequest {
 
 impl RecordedResponse {
     /// A response from its parts; secret headers (Set-Cookie…) are redacted.
-    pub fn new(status: u16, headers: &HeaderMap, body: &[u8]) -> Self {
+    pub fn new(status: u16, headers: &HeaderMap, body: impl Into<Body>) -> Self {
         RecordedResponse {
             status,
             headers: redact_headers(headers),
-            body: Body::from(body),
+            body: body.into(),
         }
     }
 }
@@ -539,7 +570,7 @@ fn sanitize_with(record: &mut Record, key: Option<&hmac::Key>) {
             Err(_) => {
                 if key.is_some() {
                     let placeholder = format!("[REDACTED: {} bytes, not JSON]", body.0.len());
-                    body.0 = placeholder.into_bytes();
+                    body.0 = placeholder.into_bytes().into();
                 }
                 parsed.push(None);
             }
@@ -555,7 +586,7 @@ fn sanitize_with(record: &mut Record, key: Option<&hmac::Key>) {
             }
             if changed {
                 if let Ok(bytes) = serde_json::to_vec(&value) {
-                    body.0 = bytes;
+                    body.0 = bytes.into();
                 }
             }
         }
@@ -595,9 +626,14 @@ enum Class {
 
 /// Whether a body could hold a `password` attribute, path or filter: the word in any
 /// case, or a `\u` escape, which could spell it without its letters.
+///
+/// memchr finds the candidates: comparing every 8-byte window took about 30
+/// instructions a byte, a quarter of the writer's time on 2.5 KB exchanges.
 fn may_name_a_secret(body: &[u8]) -> bool {
-    body.windows(8).any(|w| w.eq_ignore_ascii_case(b"password"))
-        || body.windows(2).any(|w| w == b"\\u")
+    memchr::memchr2_iter(b'p', b'P', body).any(|at| {
+        body.get(at..at + 8)
+            .is_some_and(|word| word.eq_ignore_ascii_case(b"password"))
+    }) || memchr::memmem::find(body, b"\\u").is_some()
 }
 
 fn is_one_of(name: &str, list: &[&str]) -> bool {
@@ -1511,7 +1547,7 @@ mod skip_tests {
             &br#"{"userName":"b","Password":"hunter2"}"#[..],
             &br#"{"userName":"b","password":"hunter2"}"#[..],
         ] {
-            record.request.body = Body(secret.to_vec());
+            record.request.body = Body::from(secret);
             sanitize_with(&mut record, None);
             let text = String::from_utf8_lossy(record.request.body.as_bytes()).into_owned();
             assert!(!text.contains("hunter2"), "{text}");
@@ -1642,7 +1678,7 @@ mod tests {
             serde_json::to_string(&text).unwrap(),
             r#"{"text":"{\"a\":\"é\"}"}"#
         );
-        let binary = Body(vec![0xff, 0x00, 0x80]);
+        let binary = Body::from(vec![0xff, 0x00, 0x80]);
         let json = serde_json::to_string(&binary).unwrap();
         assert_eq!(json, r#"{"base64":"/wCA"}"#);
         assert_eq!(serde_json::from_str::<Body>(&json).unwrap(), binary);
@@ -1927,6 +1963,26 @@ mod tests {
             secrets_only.query("X-Amz-Signature=abc&x=1"),
             "X-Amz-Signature=%5BREDACTED%5D&x=1"
         );
+    }
+
+    #[test]
+    fn a_body_that_may_name_a_secret_is_told_apart() {
+        for (body, may) in [
+            (&br#"{"userName":"bjensen","pw":"x"}"#[..], false),
+            (br#"{"PassWord":"x"}"#, true),
+            (br#"{"p":"passwor"}"#, false),
+            (br#"{"x":"ppassword"}"#, true),
+            (br#"{"p\u0061ssword":"x"}"#, true),
+            (b"password", true),
+            (b"", false),
+        ] {
+            assert_eq!(
+                may_name_a_secret(body),
+                may,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
