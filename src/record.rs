@@ -430,12 +430,30 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Whether a header or query parameter name carries a secret.
 fn is_secret_name(name: &str) -> bool {
-    // Checked for every header and query parameter of every record, on the request
-    // path: compare in place rather than allocate a lower-case copy each time.
+    // Checked for every header of every record, twice (when the record is built and
+    // by the writer): comparing each part at each offset cost about 900 instructions
+    // a header, 50k an exchange. Offsets whose byte starts no part (most of them) cost
+    // one mask test; the others compare only against the parts it starts.
+    const FIRST_LETTERS: u32 = {
+        let mut mask = 0;
+        let mut i = 0;
+        while i < SECRET_NAME_PARTS.len() {
+            mask |= 1 << (SECRET_NAME_PARTS[i].as_bytes()[0] - b'a');
+            i += 1;
+        }
+        mask
+    };
     let name = name.as_bytes();
-    SECRET_NAME_PARTS.iter().any(|part| {
-        name.windows(part.len())
-            .any(|window| window.eq_ignore_ascii_case(part.as_bytes()))
+    (0..name.len()).any(|at| {
+        let first = name[at].to_ascii_lowercase();
+        first.is_ascii_lowercase()
+            && FIRST_LETTERS & (1 << (first - b'a')) != 0
+            && SECRET_NAME_PARTS.iter().any(|part| {
+                part.as_bytes()[0] == first
+                    && name
+                        .get(at..at + part.len())
+                        .is_some_and(|window| window.eq_ignore_ascii_case(part.as_bytes()))
+            })
     })
 }
 
@@ -1963,6 +1981,37 @@ mod tests {
             secrets_only.query("X-Amz-Signature=abc&x=1"),
             "X-Amz-Signature=%5BREDACTED%5D&x=1"
         );
+    }
+
+    #[test]
+    fn secret_names_are_found_in_any_case_and_place() {
+        for name in [
+            "authorization",
+            "Proxy-Authorization",
+            "x-amz-security-token",
+            "COOKIE",
+            "set-cookie",
+            "x-api-key",
+            "X-Api_Key",
+            "apikey",
+            "client_secret",
+            "x-amz-signature",
+            "password",
+            "aws-credential",
+            "auth",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in [
+            "content-type",
+            "accept",
+            "user-agent",
+            "x-amzn-requestid",
+            "a",
+            "",
+        ] {
+            assert!(!is_secret_name(name), "{name}");
+        }
     }
 
     #[test]
