@@ -12,6 +12,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use scimguard::rules::{Mode, RuleSet};
 use scimguard::verdict::judge;
 
+/// The binary's allocator, so the figures are the proxy's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The load harness's 1.2 KB user (shared/bench/bodies): valid, forwarded untouched.
 const CREATE_USER: &str = include_str!("data/create_user.json");
 /// The load harness's PatchGroup adding 100 members (AWS's maximum): forwarded.
