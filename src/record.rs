@@ -430,10 +430,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Whether a header or query parameter name carries a secret.
 fn is_secret_name(name: &str) -> bool {
-    // Checked for every header of every record, twice (when the record is built and
-    // by the writer): comparing each part at each offset cost about 900 instructions
-    // a header, 50k an exchange. Offsets whose byte starts no part (most of them) cost
-    // one mask test; the others compare only against the parts it starts.
+    // Checked for every header and query parameter of every record, headers twice
+    // (when the record is built and by the writer): comparing each part at each
+    // offset cost about 900 instructions a header, 50k an exchange. Offsets whose
+    // byte starts no part (most of them) cost one mask test; the others compare only
+    // against the parts it starts.
     const FIRST_LETTERS: u32 = {
         let mut mask = 0;
         let mut i = 0;

@@ -792,7 +792,7 @@ pub(crate) fn values(
         let Some((body, keys)) = item.as_object().and_then(pseudo_body) else {
             continue;
         };
-        let mut inner = pseudo_state(body, state.from_wire && !state.changed);
+        let mut inner = pseudo_state(body, state.wire_body(request).is_some());
         for check in checks {
             let rule = Rule {
                 check: check.clone(),

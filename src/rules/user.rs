@@ -633,12 +633,24 @@ fn attribute_strings<'v>(
     attr: &str,
     visit: &mut dyn FnMut(&[Step<'v>], &'v str),
 ) {
-    fn under<'v>(
-        value: &'v Value,
+    type Visit<'f, 'v> = &'f mut dyn FnMut(&[Step<'v>], &'v str);
+    /// The members of `map` named `names[0]`, and below them the rest of `names`.
+    fn members<'v>(
+        map: &'v Map<String, Value>,
         names: &[&str],
         path: &mut Vec<Step<'v>>,
-        visit: &mut dyn FnMut(&[Step<'v>], &'v str),
+        visit: Visit<'_, 'v>,
     ) {
+        let Some((name, rest)) = names.split_first() else {
+            return;
+        };
+        for (key, v) in map.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            path.push(Step::Key(key));
+            under(v, rest, path, visit);
+            path.pop();
+        }
+    }
+    fn under<'v>(value: &'v Value, names: &[&str], path: &mut Vec<Step<'v>>, visit: Visit<'_, 'v>) {
         match value {
             Value::String(s) if names.is_empty() => visit(path, s),
             Value::Array(items) => {
@@ -648,16 +660,7 @@ fn attribute_strings<'v>(
                     path.pop();
                 }
             }
-            Value::Object(map) => {
-                let Some((name, rest)) = names.split_first() else {
-                    return;
-                };
-                for (key, v) in map.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                    path.push(Step::Key(key));
-                    under(v, rest, path, visit);
-                    path.pop();
-                }
-            }
+            Value::Object(map) => members(map, names, path, visit),
             _ => {}
         }
     }
@@ -666,13 +669,7 @@ fn attribute_strings<'v>(
     names.extend(attr.urn);
     names.push(attr.name);
     names.extend(attr.sub);
-    for (key, v) in body
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(names[0]))
-    {
-        let mut path = vec![Step::Key(key)];
-        under(v, &names[1..], &mut path, visit);
-    }
+    members(body, &names, &mut Vec::new(), visit);
 }
 
 /// The characters a refused-characters rule refuses: its own list, control characters
