@@ -28,9 +28,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::record::{json_message, Record, RecordedRequest, RECORD_VERSION};
+use crate::record::{is_readable_version, json_message, Record, RecordedRequest, RECORD_VERSION};
 use crate::rules::{Mode, RuleSet};
 use crate::verdict::{judge, Verdict};
 
@@ -137,17 +138,23 @@ fn parse_json(bytes: &[u8], origin: &str) -> Result<Vec<(String, OfflineRequest)
         line,
         message,
     };
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                json_input(item)
-                    .map(|r| (format!("{origin}[{i}]"), r))
-                    .map_err(|m| error(None, format!("element {i}: {m}")))
-            })
-            .collect(),
-        Ok(value) => json_input(&value)
+    // Elements are kept as their raw text: a record's `json` bodies must be read back
+    // from the very bytes written, which a parsed `Value` no longer has.
+    match serde_json::from_slice::<&RawValue>(bytes) {
+        Ok(whole) if whole.get().starts_with('[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(whole.get())
+                .map_err(|e| error(Some(e.line()), json_message(&e)))?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    json_input(item.get())
+                        .map(|r| (format!("{origin}[{i}]"), r))
+                        .map_err(|m| error(None, format!("element {i}: {m}")))
+                })
+                .collect()
+        }
+        Ok(whole) => json_input(whole.get())
             .map(|r| vec![(origin.to_owned(), r)])
             .map_err(|m| error(None, m)),
         Err(whole) => {
@@ -155,7 +162,7 @@ fn parse_json(bytes: &[u8], origin: &str) -> Result<Vec<(String, OfflineRequest)
             let first_line_alone = bytes
                 .split(|&b| b == b'\n')
                 .find(|l| !l.iter().all(u8::is_ascii_whitespace))
-                .is_some_and(|l| serde_json::from_slice::<Value>(l).is_ok());
+                .is_some_and(|l| serde_json::from_slice::<&RawValue>(l).is_ok());
             if !first_line_alone {
                 return Err(error(Some(whole.line()), json_message(&whole)));
             }
@@ -164,9 +171,9 @@ fn parse_json(bytes: &[u8], origin: &str) -> Result<Vec<(String, OfflineRequest)
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let value: Value = serde_json::from_slice(line)
+                let text = serde_json::from_slice::<&RawValue>(line)
                     .map_err(|e| error(Some(i + 1), json_message(&e)))?;
-                let request = json_input(&value).map_err(|m| error(Some(i + 1), m))?;
+                let request = json_input(text.get()).map_err(|m| error(Some(i + 1), m))?;
                 requests.push((format!("{origin}:{}", i + 1), request));
             }
             Ok(requests)
@@ -174,17 +181,19 @@ fn parse_json(bytes: &[u8], origin: &str) -> Result<Vec<(String, OfflineRequest)
     }
 }
 
-/// A record (an object with `version` and `request`) or a request object.
-fn json_input(value: &Value) -> Result<OfflineRequest, String> {
+/// A record (an object with `version` and `request`) or a request object, from the
+/// text of one JSON value.
+fn json_input(text: &str) -> Result<OfflineRequest, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| json_message(&e))?;
     let Some(map) = value.as_object() else {
         return Err("expected a request object {\"method\", \"path\", …} or a record".into());
     };
     if map.contains_key("version") && map.contains_key("request") {
         let record: Record =
-            serde_json::from_value(value.clone()).map_err(|e| format!("not a record: {e}"))?;
-        if record.version != RECORD_VERSION {
+            serde_json::from_str(text).map_err(|e| format!("not a record: {e}"))?;
+        if !is_readable_version(record.version) {
             return Err(format!(
-                "record version {} is not supported; this scimguard reads version {RECORD_VERSION}",
+                "record version {} is not supported; this scimguard reads versions 1 to {RECORD_VERSION}",
                 record.version
             ));
         }
@@ -913,7 +922,7 @@ mod tests {
         }
         let e = parse_err(
             record_line(0, "{}")
-                .replace("\"version\":1", "\"version\":7")
+                .replace("\"version\":2", "\"version\":7")
                 .as_bytes(),
         );
         assert!(e.message.contains("version 7"), "{e}");
