@@ -124,6 +124,9 @@ pub(crate) fn parse(body: &[u8]) -> Option<Node<'_>> {
 /// 4k (callgrind). Past 64 keys (a hostile object) they are sorted instead, so
 /// the cost stays n log n.
 fn keys_collide(members: &Members<'_>) -> bool {
+    if members.len() < 2 {
+        return false;
+    }
     if members.len() > 64 {
         let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
         keys.sort_unstable_by(|a, b| cmp_ignore_ascii_case(a, b));

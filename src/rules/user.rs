@@ -18,16 +18,15 @@ pub(crate) struct AttrRef<'a> {
 
 impl<'a> AttrRef<'a> {
     pub fn parse(text: &'a str) -> Self {
-        let (urn, rest) = if is_urn(text) {
-            match text.rsplit_once(':') {
-                Some((urn, rest)) => (Some(urn), rest),
-                None => (None, text),
-            }
-        } else {
-            (None, text)
+        // Byte loops rather than `str` patterns: names are short, and screening a
+        // CreateUser parses about 35 of them (5k instructions with `split_once`).
+        let colon = || text.bytes().rposition(|b| b == b':');
+        let (urn, rest) = match is_urn(text).then(colon).flatten() {
+            Some(at) => (Some(&text[..at]), &text[at + 1..]),
+            None => (None, text),
         };
-        let (name, sub) = match rest.split_once('.') {
-            Some((name, sub)) => (name, Some(sub)),
+        let (name, sub) = match rest.bytes().position(|b| b == b'.') {
+            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
             None => (rest, None),
         };
         AttrRef { urn, name, sub }
