@@ -1,10 +1,13 @@
 //! What a check sees (the [`RequestView`]) and what it leaves behind (findings, a fixed
 //! working copy of the body, batches).
 
+use std::cell::OnceCell;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Action, Evaluation, Rule};
+use crate::scim::filter::{Filter, ParseError};
 use crate::scim::operation::Operation;
 use crate::scim::query::{Query, QueryError};
 
@@ -111,6 +114,10 @@ pub struct State {
     pub from_wire: bool,
     pub findings: Vec<Finding>,
     pub batches: Vec<Batch>,
+    /// The query's `filter`, parsed by the first list check that reads it: four list
+    /// rules read it, and parsing it once cuts a filtered ListUsers from 17k to 12k
+    /// instructions (callgrind).
+    pub filter: OnceCell<Option<Result<Filter, ParseError>>>,
 }
 
 impl State {
@@ -129,7 +136,14 @@ impl State {
             from_wire: true,
             findings: Vec::new(),
             batches: Vec::new(),
+            filter: OnceCell::new(),
         }
+    }
+
+    /// The query's filter, parsed; `None` without a filter or a query that decoded.
+    pub fn filter(&self, request: &RequestView<'_>) -> Option<&Result<Filter, ParseError>> {
+        let query = request.query.as_ref().ok()?;
+        self.filter.get_or_init(|| query.parsed_filter()).as_ref()
     }
 
     /// Parses the body, unless that is done.

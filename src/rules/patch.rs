@@ -932,6 +932,7 @@ fn pseudo_state(body: Value, from_wire: bool) -> State {
         from_wire,
         findings: Vec::new(),
         batches: Vec::new(),
+        filter: std::cell::OnceCell::new(),
     }
 }
 
