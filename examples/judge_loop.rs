@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Subtract a 100-iteration run and divide by 1000 for instructions per request.
-//! Kinds: `user` (1.2 KB CreateUser), `patch` (PatchGroup adding 100 members), `list`.
+//! Kinds: `user` (1.2 KB CreateUser), `patch` (PatchGroup adding 100 members), `list`
+//! (ListUsers with a filter), `get` (GetUser, no body).
 
 use scimguard::rules::{Mode, RuleSet};
 use scimguard::verdict::judge;
@@ -32,6 +33,7 @@ fn main() {
             "/t-1/scim/v2/Groups/abc",
             include_bytes!("../benches/data/patch_group_add100.json"),
         ),
+        "get" => ("GET", "/t-1/scim/v2/Users/abc", b""),
         _ => (
             "GET",
             "/t-1/scim/v2/Users?filter=userName%20eq%20%22jdoe%22",

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::context::{Reporter, RequestView, State};
+use super::tree::Node;
 use super::{group, list, patch, user, Action, Rule};
 
 /// A check kind with its parameters (`kind = "…"` in the rules file).
@@ -200,6 +201,22 @@ impl Check {
         }
     }
 
+    /// Whether the check reads the request body; the others read only its path and
+    /// query, and need no parse of the body.
+    pub(crate) fn reads_body(&self) -> bool {
+        !matches!(
+            self,
+            Check::UnsupportedOperation
+                | Check::UnknownEndpoint
+                | Check::FilterParses
+                | Check::FilterOperators { .. }
+                | Check::FilterAttributeSets { .. }
+                | Check::FilterEmptyValue
+                | Check::IgnoredParameters { .. }
+                | Check::QueryParses
+        )
+    }
+
     pub fn supports(&self, action: Action) -> bool {
         action != Action::Rewrite || self.can_rewrite()
     }
@@ -274,5 +291,70 @@ pub(crate) fn run_check(
             max_count,
         } => list::ignored_parameters(r, parameters, *max_count, request, state),
         Check::QueryParses => list::query_parses(r, request, state),
+    }
+}
+
+/// Whether a body check surely finds nothing in a body that no fix has changed, shown on
+/// the body's borrowed tree (`None`: a blank body). Each kind's answer sits beside its
+/// check and follows it exactly or errs towards `false`, which only means "run the
+/// check": a clean body then costs a tree instead of a `serde_json::Value` and the
+/// checks' walks (figures at [`super::RuleSet::evaluate`]).
+pub(crate) fn quiet(check: &Check, request: &RequestView<'_>, root: Option<&Node<'_>>) -> bool {
+    if !check.reads_body() {
+        return false;
+    }
+    let wire = request.body;
+    let Some(body) = root.and_then(Node::as_object) else {
+        // No check but json-body reports anything on a blank or non-object body.
+        return !matches!(check, Check::JsonBody) || root.is_none();
+    };
+    match check {
+        Check::JsonBody => true,
+        Check::Required { attributes } => user::required_quiet(attributes, body),
+        Check::DropAttributes { attributes } => user::drop_attributes_quiet(attributes, body),
+        Check::DropSubAttributes {
+            attributes,
+            sub_attributes,
+        } => user::drop_sub_attributes_quiet(attributes, sub_attributes, body),
+        Check::SingleValue { attributes } => user::single_value_quiet(attributes, body),
+        Check::PrimaryEmail => user::primary_email_quiet(body),
+        Check::KnownSchemas { allowed } => user::known_schemas_quiet(allowed, body),
+        Check::EmptyString => user::empty_string_quiet(wire, body),
+        Check::ManagerObject => user::manager_object_quiet(body),
+        Check::RefusedCharacters {
+            attributes,
+            characters,
+            ..
+        } => user::refused_characters_quiet(wire, attributes, characters, body),
+        Check::MembersLimit { max } => group::members_limit_quiet(*max, body),
+        Check::MemberEntries => group::member_entries_quiet(request.operation, body),
+        Check::PatchOpSupported => patch::op_supported_quiet(body),
+        Check::PatchOpCase => patch::op_case_quiet(body),
+        Check::PatchPathRequired { ops } => patch::path_required_quiet(ops, body),
+        Check::PatchValueRequired { ops } => patch::value_required_quiet(ops, body),
+        Check::PatchPaths { attributes } => patch::paths_quiet(attributes, body),
+        Check::PatchForbiddenOp { op, attributes } => {
+            patch::forbidden_op_quiet(op, attributes, body)
+        }
+        Check::PatchSingleOperation { attributes } => {
+            patch::single_operation_quiet(attributes, body)
+        }
+        Check::PatchFilterOperators { operators } => patch::filter_operators_quiet(operators, body),
+        Check::PatchSplitPathless => patch::split_pathless_quiet(body),
+        Check::PatchBooleanString { attributes } => patch::boolean_string_quiet(attributes, body),
+        Check::PatchValues { checks } => patch::values_quiet(checks, request, body),
+        Check::PatchGroupPathless { allowed } => group::patch_pathless_quiet(allowed, body),
+        Check::PatchReplaceMembers => group::replace_members_quiet(body),
+        Check::PatchRemoveMemberFilter => group::remove_member_filter_quiet(body),
+        Check::PatchMembersLimit { max } => group::patch_members_limit_quiet(*max, body),
+        // Path and query checks: answered above.
+        Check::UnsupportedOperation
+        | Check::UnknownEndpoint
+        | Check::FilterParses
+        | Check::FilterOperators { .. }
+        | Check::FilterAttributeSets { .. }
+        | Check::FilterEmptyValue
+        | Check::IgnoredParameters { .. }
+        | Check::QueryParses => false,
     }
 }

@@ -13,10 +13,9 @@ fn query<'q>(request: &'q RequestView<'_>) -> Option<&'q Query> {
 
 /// The filter's text and tree, when there is a filter and it parses; `filter-parses`
 /// reports when it does not.
-fn filter(request: &RequestView<'_>) -> Option<(String, Filter)> {
-    let q = query(request)?;
-    let text = q.filter.clone()?;
-    let parsed = q.parsed_filter()?.ok()?;
+fn filter(request: &RequestView<'_>, state: &State) -> Option<(String, Filter)> {
+    let text = query(request)?.filter.clone()?;
+    let parsed = state.filter(request)?.as_ref().ok()?.clone();
     Some((text, parsed))
 }
 
@@ -34,7 +33,7 @@ pub(crate) fn query_parses(r: &Reporter<'_>, request: &RequestView<'_>, state: &
 
 pub(crate) fn filter_parses(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
     let Some(q) = query(request) else { return };
-    let (Some(text), Some(Err(e))) = (&q.filter, q.parsed_filter()) else {
+    let (Some(text), Some(Err(e))) = (&q.filter, state.filter(request)) else {
         return;
     };
     let vars = [
@@ -53,7 +52,7 @@ pub(crate) fn filter_operators(
     request: &RequestView<'_>,
     state: &mut State,
 ) {
-    let Some((text, parsed)) = filter(request) else {
+    let Some((text, parsed)) = filter(request, state) else {
         return;
     };
     let mut refused: Vec<String> = Vec::new();
@@ -104,7 +103,7 @@ pub(crate) fn filter_attribute_sets(
     request: &RequestView<'_>,
     state: &mut State,
 ) {
-    let Some((text, parsed)) = filter(request) else {
+    let Some((text, parsed)) = filter(request, state) else {
         return;
     };
     let mut used: Vec<String> = Vec::new();
@@ -143,7 +142,7 @@ pub(crate) fn filter_attribute_sets(
 }
 
 pub(crate) fn filter_empty_value(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
-    let Some((text, parsed)) = filter(request) else {
+    let Some((text, parsed)) = filter(request, state) else {
         return;
     };
     let empty: Vec<String> = parsed

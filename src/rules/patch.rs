@@ -7,10 +7,13 @@
 //! Members of an operation (`op`, `path`, `value`) are matched exactly, as
 //! [`crate::scim::PatchRequest`] reads them.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::check::Check;
 use super::context::{pointer_token, show, Body, Finding, Reporter, RequestView, State};
+use super::tree::{self, Members, Node};
 use super::user::{is_urn, ENTERPRISE_URN};
 use super::Rule;
 use crate::scim::filter::AttrPath;
@@ -81,6 +84,43 @@ pub(crate) fn parsed_path(
 ) -> Option<(&str, Result<PatchPath, crate::scim::ParseError>)> {
     let text = op.get("path")?.as_str()?;
     Some((text, parse_path(text)))
+}
+
+// ---- the same on the borrowed tree, for screening ---------------------------------------
+
+/// [`operations`]: the `Operations` array, or none.
+pub(crate) fn node_operations<'n, 'a>(body: &'n Members<'a>) -> &'n [Node<'a>] {
+    tree::get(body, OPERATIONS)
+        .and_then(Node::as_array)
+        .unwrap_or_default()
+}
+
+/// [`op_text`] of an operation object.
+fn node_op_text<'n>(op: &'n Members<'_>) -> Option<&'n str> {
+    tree::get(op, "op")?.as_str()
+}
+
+/// [`op_kind`] of an operation object.
+pub(crate) fn node_op_kind(op: &Members<'_>) -> Option<PatchOpKind> {
+    node_op_text(op).and_then(kind_of)
+}
+
+/// [`has_path`] of an operation object.
+pub(crate) fn node_has_path(op: &Members<'_>) -> bool {
+    !matches!(tree::get(op, "path"), None | Some(Node::Null))
+}
+
+/// [`parsed_path`] of an operation object.
+fn node_parsed_path<'n>(
+    op: &'n Members<'_>,
+) -> Option<(&'n str, Result<PatchPath, crate::scim::ParseError>)> {
+    let text = tree::get(op, "path")?.as_str()?;
+    Some((text, parse_path(text)))
+}
+
+/// The operation objects of a PatchOp body.
+fn node_operation_objects<'n, 'a>(body: &'n Members<'a>) -> impl Iterator<Item = &'n Members<'a>> {
+    node_operations(body).iter().filter_map(Node::as_object)
 }
 
 /// Whether `urn` is a core schema's URN.
@@ -194,6 +234,22 @@ fn respell_path(text: &str, path: &PatchPath, name: &str) -> String {
 
 // ---- the checks -------------------------------------------------------------------------
 
+/// [`op_supported`] finds nothing: `Operations` is a non-empty array of objects whose
+/// `op` is add, remove or replace in any case.
+pub(crate) fn op_supported_quiet(body: &Members<'_>) -> bool {
+    match tree::get(body, OPERATIONS) {
+        Some(Node::Array(items)) => {
+            !items.is_empty()
+                && items.iter().all(|item| {
+                    item.as_object()
+                        .and_then(node_op_text)
+                        .is_some_and(|text| kind_of(text).is_some())
+                })
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
     let Some(body) = state.object() else { return };
     let problem = match body.get(OPERATIONS) {
@@ -234,6 +290,13 @@ pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
+/// [`op_case`] finds nothing.
+pub(crate) fn op_case_quiet(body: &Members<'_>) -> bool {
+    node_operation_objects(body).all(|op| {
+        node_op_text(op).is_none_or(|text| kind_of(text).is_none_or(|k| text == k.as_str()))
+    })
+}
+
 pub(crate) fn op_case(r: &Reporter<'_>, state: &mut State) {
     let Some(ops) = operations(state) else { return };
     let hits: Vec<(usize, String, &'static str)> = ops
@@ -269,6 +332,17 @@ fn listed_op<'l>(op: &Value, ops: &'l [String]) -> Option<&'l String> {
     ops.iter().find(|o| o.eq_ignore_ascii_case(text))
 }
 
+/// The listed op that an operation object's `op` is, as [`listed_op`].
+fn node_listed_op<'l>(op: &Members<'_>, ops: &'l [String]) -> Option<&'l String> {
+    let text = node_op_text(op)?;
+    ops.iter().find(|o| o.eq_ignore_ascii_case(text))
+}
+
+/// [`path_required`] finds nothing.
+pub(crate) fn path_required_quiet(ops: &[String], body: &Members<'_>) -> bool {
+    node_operation_objects(body).all(|op| node_listed_op(op, ops).is_none() || node_has_path(op))
+}
+
 pub(crate) fn path_required(r: &Reporter<'_>, ops: &[String], state: &mut State) {
     let Some(operations) = operations(state) else {
         return;
@@ -288,6 +362,23 @@ pub(crate) fn path_required(r: &Reporter<'_>, ops: &[String], state: &mut State)
             &[("index", i.to_string()), ("op", op)],
         );
     }
+}
+
+/// [`value_required`] finds nothing.
+pub(crate) fn value_required_quiet(ops: &[String], body: &Members<'_>) -> bool {
+    node_operation_objects(body).all(|op| {
+        let Some(listed) = node_listed_op(op, ops) else {
+            return true;
+        };
+        match tree::get(op, "value") {
+            None => false,
+            Some(Node::Null) => !matches!(
+                kind_of(listed),
+                Some(PatchOpKind::Add | PatchOpKind::Replace)
+            ),
+            Some(_) => true,
+        }
+    })
 }
 
 pub(crate) fn value_required(r: &Reporter<'_>, ops: &[String], state: &mut State) {
@@ -318,6 +409,21 @@ pub(crate) fn value_required(r: &Reporter<'_>, ops: &[String], state: &mut State
             &[("index", i.to_string()), ("op", op)],
         );
     }
+}
+
+/// [`paths`] finds nothing: every path is absent, null, or parses to a listed
+/// attribute spelled as listed.
+pub(crate) fn paths_quiet(attributes: &[String], body: &Members<'_>) -> bool {
+    node_operation_objects(body).all(|op| match tree::get(op, "path") {
+        None | Some(Node::Null) => true,
+        Some(Node::String(text)) => parse_path(text).is_ok_and(|path| {
+            matches!(
+                listed(path.attr(), attributes),
+                Some(Listed { respell: None, .. })
+            )
+        }),
+        Some(_) => false,
+    })
 }
 
 pub(crate) fn paths(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -398,6 +504,14 @@ pub(crate) fn paths(r: &Reporter<'_>, attributes: &[String], state: &mut State) 
     }
 }
 
+/// [`forbidden_op`] finds nothing.
+pub(crate) fn forbidden_op_quiet(op: &str, attributes: &[String], body: &Members<'_>) -> bool {
+    !node_operation_objects(body).any(|item| {
+        node_op_text(item).is_some_and(|text| text.eq_ignore_ascii_case(op))
+            && matches!(node_parsed_path(item), Some((_, Ok(path))) if listed(path.attr(), attributes).is_some())
+    })
+}
+
 pub(crate) fn forbidden_op(r: &Reporter<'_>, op: &str, attributes: &[String], state: &mut State) {
     let Some(ops) = operations(state) else { return };
     let hits: Vec<(usize, String)> = ops
@@ -428,6 +542,30 @@ fn key_listed(key: &str, list: &[String]) -> Option<Listed> {
         Ok(PatchPath::Attr(attr)) => listed(&attr, list),
         _ => None,
     }
+}
+
+/// [`single_operation`] finds nothing.
+pub(crate) fn single_operation_quiet(attributes: &[String], body: &Members<'_>) -> bool {
+    let mut counts = [0usize; 8];
+    if attributes.len() > counts.len() {
+        return false;
+    }
+    for op in node_operation_objects(body) {
+        if node_has_path(op) {
+            if let Some((_, Ok(path))) = node_parsed_path(op) {
+                if let Some(hit) = listed(path.attr(), attributes) {
+                    counts[hit.index] += 1;
+                }
+            }
+        } else if let Some(Node::Object(value)) = tree::get(op, "value") {
+            for (key, _) in value {
+                if let Some(hit) = key_listed(key, attributes) {
+                    counts[hit.index] += 1;
+                }
+            }
+        }
+    }
+    counts.iter().all(|&count| count <= 1)
 }
 
 pub(crate) fn single_operation(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -463,29 +601,43 @@ pub(crate) fn single_operation(r: &Reporter<'_>, attributes: &[String], state: &
     }
 }
 
-pub(crate) fn filter_operators(r: &Reporter<'_>, operators: &[String], state: &mut State) {
+/// The operators of a path's value filter that are not allowed, each once, in order.
+fn refused_operators(path: &PatchPath, operators: &[String]) -> Vec<&'static str> {
     let allowed = |op: &str| op == "and" || operators.iter().any(|a| a.eq_ignore_ascii_case(op));
+    let mut refused: Vec<&'static str> = Vec::new();
+    let Some(filter) = path.filter() else {
+        return refused;
+    };
+    for term in filter.terms() {
+        let op = term.op.map_or("pr", |o| o.as_str());
+        if !allowed(op) && !refused.contains(&op) {
+            refused.push(op);
+        }
+    }
+    for op in filter.logical_operators() {
+        if !allowed(op) && !refused.contains(&op) {
+            refused.push(op);
+        }
+    }
+    refused
+}
+
+/// [`filter_operators`] finds nothing.
+pub(crate) fn filter_operators_quiet(operators: &[String], body: &Members<'_>) -> bool {
+    node_operation_objects(body).all(|op| match node_parsed_path(op) {
+        Some((_, Ok(path))) => refused_operators(&path, operators).is_empty(),
+        _ => true,
+    })
+}
+
+pub(crate) fn filter_operators(r: &Reporter<'_>, operators: &[String], state: &mut State) {
     let Some(ops) = operations(state) else { return };
     let mut hits = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let Some((text, Ok(path))) = op.as_object().and_then(parsed_path) else {
             continue;
         };
-        let Some(filter) = path.filter() else {
-            continue;
-        };
-        let mut refused: Vec<String> = Vec::new();
-        for term in filter.terms() {
-            let op = term.op.map_or("pr", |o| o.as_str());
-            if !allowed(op) && !refused.iter().any(|x| x == op) {
-                refused.push(op.to_owned());
-            }
-        }
-        for op in filter.logical_operators() {
-            if !allowed(op) && !refused.iter().any(|x| x == op) {
-                refused.push(op.to_owned());
-            }
-        }
+        let refused = refused_operators(&path, operators);
         if !refused.is_empty() {
             hits.push((i, text.to_owned(), refused.join(", ")));
         }
@@ -540,6 +692,32 @@ fn pathless_parts(value: &Map<String, Value>) -> Vec<(String, Value)> {
         }
     }
     out
+}
+
+/// [`split_pathless`] finds nothing: no path-less add or replace sets several
+/// attributes (counted as [`pathless_parts`] gives them).
+pub(crate) fn split_pathless_quiet(body: &Members<'_>) -> bool {
+    node_operation_objects(body).all(|op| {
+        if !matches!(
+            node_op_kind(op),
+            Some(PatchOpKind::Add | PatchOpKind::Replace)
+        ) || node_has_path(op)
+        {
+            return true;
+        }
+        let Some(Node::Object(value)) = tree::get(op, "value") else {
+            return true;
+        };
+        let parts: usize = value
+            .iter()
+            .filter(|(key, _)| !key.eq_ignore_ascii_case("schemas"))
+            .map(|(key, v)| match v {
+                Node::Object(block) if is_schema_urn(key) => block.len(),
+                _ => 1,
+            })
+            .sum();
+        parts == 0 || (value.len() < 2 && parts < 2)
+    })
 }
 
 pub(crate) fn split_pathless(r: &Reporter<'_>, state: &mut State) {
@@ -608,6 +786,34 @@ pub(crate) fn split_pathless(r: &Reporter<'_>, state: &mut State) {
             r.report(state, at, &vars);
         }
     }
+}
+
+/// [`boolean_string`] finds nothing: no listed attribute is set to a string.
+pub(crate) fn boolean_string_quiet(attributes: &[String], body: &Members<'_>) -> bool {
+    !node_operation_objects(body).any(|op| {
+        if !matches!(
+            node_op_kind(op),
+            Some(PatchOpKind::Add | PatchOpKind::Replace)
+        ) {
+            return false;
+        }
+        if node_has_path(op) {
+            let Some((_, Ok(PatchPath::Attr(attr)))) = node_parsed_path(op) else {
+                return false;
+            };
+            matches!(tree::get(op, "value"), Some(Node::String(_)))
+                && attr.sub_attr.is_none()
+                && listed(&attr, attributes).is_some()
+        } else if let Some(Node::Object(value)) = tree::get(op, "value") {
+            value.iter().any(|(key, v)| {
+                matches!(v, Node::String(_))
+                    && key_listed(key, attributes).is_some()
+                    && !matches!(parse_path(key), Ok(PatchPath::Attr(a)) if a.sub_attr.is_some())
+            })
+        } else {
+            false
+        }
+    })
 }
 
 pub(crate) fn boolean_string(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -726,6 +932,7 @@ fn pseudo_state(body: Value, from_wire: bool) -> State {
         from_wire,
         findings: Vec::new(),
         batches: Vec::new(),
+        filter: std::cell::OnceCell::new(),
     }
 }
 
@@ -770,6 +977,48 @@ fn unwrap_pseudo(body: Value, keys: &[String]) -> Option<Value> {
         Value::Object(map) if keys.is_empty() && map.is_empty() => None,
         other => Some(other),
     }
+}
+
+/// [`pseudo_body`] on the borrowed tree.
+fn node_pseudo_body<'n, 'a>(op: &'n Members<'a>) -> Option<Cow<'n, Node<'a>>> {
+    let value = tree::get(op, "value").filter(|v| **v != Node::Null)?;
+    if !node_has_path(op) {
+        return matches!(value, Node::Object(_)).then_some(Cow::Borrowed(value));
+    }
+    let (_, Ok(PatchPath::Attr(attr))) = node_parsed_path(op)? else {
+        return None;
+    };
+    let keys = extension_urn(&attr)
+        .map(str::to_owned)
+        .into_iter()
+        .chain([attr.name.clone()])
+        .chain(attr.sub_attr.clone());
+    let body = keys.rev().fold(value.clone(), |inner, key| {
+        Node::Object(vec![(Cow::Owned(key), inner)])
+    });
+    Some(Cow::Owned(body))
+}
+
+/// [`values`] finds nothing: every inner check is quiet on every pseudo body.
+pub(crate) fn values_quiet(
+    checks: &[Check],
+    request: &RequestView<'_>,
+    body: &Members<'_>,
+) -> bool {
+    node_operation_objects(body).all(|op| {
+        if !matches!(
+            node_op_kind(op),
+            Some(PatchOpKind::Add | PatchOpKind::Replace)
+        ) {
+            return true;
+        }
+        let Some(pseudo) = node_pseudo_body(op) else {
+            return true;
+        };
+        checks
+            .iter()
+            .all(|check| super::check::quiet(check, request, Some(&pseudo)))
+    })
 }
 
 pub(crate) fn values(

@@ -1,0 +1,312 @@
+//! A borrowed parse of a request body, for screening: most requests are clean, and
+//! showing that every rule stays quiet on this tree spares building, walking and
+//! dropping a `serde_json::Value` (its `String`s and `BTreeMap` nodes were half of a
+//! clean CreateUser's instructions). Strings borrow from the body unless they hold
+//! escapes; objects keep their members in body order.
+//!
+//! The tree is only built for bodies where a case-insensitive lookup has one answer:
+//! an object with two keys equal ignoring ASCII case (`userName` and `USERNAME`, or a
+//! repeated key, which `serde_json::Value` resolves last-wins) makes [`parse`] answer
+//! `None`, and the rules then read the `Value` as they always did. serde_json's own
+//! recursion limit (128 levels) bounds the nesting, as it does for a `Value`.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// One JSON value of the body.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node<'a> {
+    Null,
+    Bool(bool),
+    /// Rules never look inside numbers.
+    Number,
+    String(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+}
+
+/// An object's members, in body order, no two keys equal ignoring ASCII case.
+pub(crate) type Members<'a> = [(Cow<'a, str>, Node<'a>)];
+
+impl<'a> Node<'a> {
+    pub fn as_object(&self) -> Option<&Members<'a>> {
+        match self {
+            Node::Object(members) => Some(members),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Node<'a>]> {
+        match self {
+            Node::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The member of an object named exactly `key` (as `serde_json::Map::get`).
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+        get(self.as_object()?, key)
+    }
+}
+
+/// The member named exactly `key`.
+pub(crate) fn get<'n, 'a>(members: &'n Members<'a>, key: &str) -> Option<&'n Node<'a>> {
+    members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The member whose key equals `name` ignoring ASCII case: the one `user::entry` finds
+/// in the `Value`, since keys do not collide.
+pub(crate) fn entry<'n, 'a>(
+    members: &'n Members<'a>,
+    name: &str,
+) -> Option<(&'n str, &'n Node<'a>)> {
+    members
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(k, v)| (k.as_ref(), v))
+}
+
+/// A request body as screening sees it.
+pub(crate) enum Screen<'a> {
+    /// Blank: the checks see no body.
+    Blank,
+    Tree(Node<'a>),
+    /// Not JSON, or with colliding keys: only the checks can judge it.
+    Opaque,
+}
+
+impl<'a> Screen<'a> {
+    pub fn of(body: &'a [u8]) -> Self {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Screen::Blank;
+        }
+        match parse(body) {
+            Some(node) => Screen::Tree(node),
+            None => Screen::Opaque,
+        }
+    }
+
+    /// The root for [`super::check::quiet`] (`Some(None)` for a blank body), unless the
+    /// body is opaque.
+    pub fn root(&self) -> Option<Option<&Node<'a>>> {
+        match self {
+            Screen::Blank => Some(None),
+            Screen::Tree(node) => Some(Some(node)),
+            Screen::Opaque => None,
+        }
+    }
+}
+
+/// Parses a body that is JSON and whose objects have no colliding keys; `None` for
+/// anything else (the rules then parse it as a `Value`, for the same error).
+pub(crate) fn parse(body: &[u8]) -> Option<Node<'_>> {
+    // As `State::new` does: one UTF-8 check for the whole body, then borrowed strings.
+    let text = std::str::from_utf8(body).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let node = Node::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(node)
+}
+
+/// Whether two keys of an object are equal ignoring ASCII case. Keys that can be equal
+/// share a bucket of their length and first and last letters, and only those are
+/// compared: 1k instructions for a CreateUser's keys where comparing every pair cost
+/// 4k (callgrind). Past 64 keys (a hostile object) they are sorted instead, so
+/// the cost stays n log n.
+fn keys_collide(members: &Members<'_>) -> bool {
+    if members.len() < 2 {
+        return false;
+    }
+    if members.len() > 64 {
+        let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
+        keys.sort_unstable_by(|a, b| cmp_ignore_ascii_case(a, b));
+        return keys.windows(2).any(|w| w[0].eq_ignore_ascii_case(w[1]));
+    }
+    let bucket = |key: &str| {
+        let bytes = key.as_bytes();
+        let edge = |b: Option<&u8>| usize::from(b.map_or(0, u8::to_ascii_lowercase));
+        (bytes.len() ^ edge(bytes.first()) << 1 ^ edge(bytes.last()) << 3) % 128
+    };
+    let mut seen = 0u128;
+    members.iter().enumerate().any(|(i, (key, _))| {
+        let bit = 1u128 << bucket(key);
+        let shared = seen & bit != 0;
+        seen |= bit;
+        shared
+            && members[..i]
+                .iter()
+                .any(|(other, _)| other.eq_ignore_ascii_case(key))
+    })
+}
+
+fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
+    let lower = |b: u8| b.to_ascii_lowercase();
+    a.bytes().map(lower).cmp(b.bytes().map(lower))
+}
+
+/// A key or string: borrowed from the body unless it holds escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Node::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Node::Number)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Node::Number)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Node::Number)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Node::String(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Node::String(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Node::String(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(Text(key)) = map.next_key()? {
+            members.push((key, map.next_value()?));
+        }
+        if keys_collide(&members) {
+            return Err(de::Error::custom("keys equal ignoring case"));
+        }
+        Ok(Node::Object(members))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrows_plain_strings_and_owns_escaped_ones() {
+        let text = r#"{"a": "plain", "b\u0041": ["x\n", 1, 2.5, -3, true, null]}"#;
+        let node = parse(text.as_bytes()).unwrap();
+        let members = node.as_object().unwrap();
+        assert!(matches!(&members[0].0, Cow::Borrowed("a")));
+        assert!(matches!(
+            &members[0].1,
+            Node::String(Cow::Borrowed("plain"))
+        ));
+        assert_eq!(members[1].0, "bA");
+        assert_eq!(
+            members[1].1,
+            Node::Array(vec![
+                Node::String("x\n".into()),
+                Node::Number,
+                Node::Number,
+                Node::Number,
+                Node::Bool(true),
+                Node::Null,
+            ])
+        );
+    }
+
+    #[test]
+    fn refuses_colliding_keys_and_what_serde_json_refuses() {
+        for bad in [
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"userName": 1, "USERNAME": 2}"#,
+            r#"{"x": {"k0":0,"k1":0,"k2":0,"k3":0,"k4":0,"k5":0,"k6":0,"k7":0,"K3":0}}"#,
+            r#"{"ab": 0, "Ab": 1}"#,
+            r#"{"a": 1} x"#,
+            r#"{"a": 1e999}"#,
+            "{\"a\": \"\u{0}\"}",
+            "[\"\\ud800\"]",
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(parse(b"\xff"), None);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(parse(deep.as_bytes()), None);
+        let many = |n: usize, last: &str| {
+            let keys: Vec<String> = (0..n).map(|i| format!("\"k{i}\": 0")).collect();
+            format!("{{{}, \"{last}\": 0}}", keys.join(", "))
+        };
+        for n in [8, 100] {
+            assert!(parse(many(n, "x").as_bytes()).is_some(), "{n}");
+            assert_eq!(parse(many(n, "K7").as_bytes()), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn looks_up_exactly_and_ignoring_case() {
+        let node = parse(br#"{"userName": "u", "Operations": []}"#).unwrap();
+        assert_eq!(node.get("userName").and_then(Node::as_str), Some("u"));
+        assert_eq!(node.get("username"), None);
+        let (key, value) = entry(node.as_object().unwrap(), "operations").unwrap();
+        assert_eq!((key, value), ("Operations", &Node::Array(Vec::new())));
+    }
+}
