@@ -8,7 +8,8 @@
 //!
 //! Subtract a 100-iteration run and divide by 1000 for instructions per request.
 //! Kinds: `user` (1.2 KB CreateUser), `patch` (PatchGroup adding 100 members), `list`
-//! (ListUsers with a filter), `get` (GetUser, no body).
+//! (ListUsers with a filter), `get` (GetUser, no body), `rewritten` (the CreateUser with
+//! an email `display` and a `password`, which rules drop: the path where a rule fires).
 
 use scimguard::rules::{Mode, RuleSet};
 use scimguard::verdict::judge;
@@ -32,6 +33,11 @@ fn main() {
             "PATCH",
             "/t-1/scim/v2/Groups/abc",
             include_bytes!("../benches/data/patch_group_add100.json"),
+        ),
+        "rewritten" => (
+            "POST",
+            "/t-1/scim/v2/Users",
+            include_bytes!("../benches/data/create_user_rewritten.json"),
         ),
         "get" => ("GET", "/t-1/scim/v2/Users/abc", b""),
         _ => (

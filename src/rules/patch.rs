@@ -7,8 +7,6 @@
 //! Members of an operation (`op`, `path`, `value`) are matched exactly, as
 //! [`crate::scim::PatchRequest`] reads them.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Value};
 
 use super::check::Check;
@@ -558,7 +556,7 @@ pub(crate) fn single_operation_quiet(attributes: &[String], body: &Members<'_>) 
                 }
             }
         } else if let Some(Node::Object(value)) = tree::get(op, "value") {
-            for (key, _) in value {
+            for (key, _) in value.iter() {
                 if let Some(hit) = key_listed(key, attributes) {
                     counts[hit.index] += 1;
                 }
@@ -979,24 +977,36 @@ fn unwrap_pseudo(body: Value, keys: &[String]) -> Option<Value> {
     }
 }
 
-/// [`pseudo_body`] on the borrowed tree.
-fn node_pseudo_body<'n, 'a>(op: &'n Members<'a>) -> Option<Cow<'n, Node<'a>>> {
-    let value = tree::get(op, "value").filter(|v| **v != Node::Null)?;
-    if !node_has_path(op) {
-        return matches!(value, Node::Object(_)).then_some(Cow::Borrowed(value));
-    }
-    let (_, Ok(PatchPath::Attr(attr))) = node_parsed_path(op)? else {
-        return None;
+/// Whether `quiet` holds for [`pseudo_body`] on the borrowed tree (`true` when the
+/// operation has none).
+fn node_pseudo_body_quiet(op: &Members<'_>, quiet: &mut dyn FnMut(&Node<'_>) -> bool) -> bool {
+    let Some(value) = tree::get(op, "value").filter(|v| **v != Node::Null) else {
+        return true;
     };
-    let keys = extension_urn(&attr)
-        .map(str::to_owned)
+    if !node_has_path(op) {
+        return !matches!(value, Node::Object(_)) || quiet(value);
+    }
+    let Some((_, Ok(PatchPath::Attr(attr)))) = node_parsed_path(op) else {
+        return true;
+    };
+    let keys: Vec<&str> = extension_urn(&attr)
         .into_iter()
-        .chain([attr.name.clone()])
-        .chain(attr.sub_attr.clone());
-    let body = keys.rev().fold(value.clone(), |inner, key| {
-        Node::Object(vec![(Cow::Owned(key), inner)])
-    });
-    Some(Cow::Owned(body))
+        .chain([attr.name.as_str()])
+        .chain(attr.sub_attr.as_deref())
+        .collect();
+    wrapped_quiet(&keys, *value, quiet)
+}
+
+/// `quiet` of `value` inside one-member objects named by `keys`, outermost first; the
+/// objects live on the stack, since the tree's own live in an arena.
+fn wrapped_quiet(keys: &[&str], value: Node<'_>, quiet: &mut dyn FnMut(&Node<'_>) -> bool) -> bool {
+    match keys.split_last() {
+        None => quiet(&value),
+        Some((last, outer)) => {
+            let member = [(*last, value)];
+            wrapped_quiet(outer, Node::Object(&member), quiet)
+        }
+    }
 }
 
 /// [`values`] finds nothing: every inner check is quiet on every pseudo body.
@@ -1012,12 +1022,11 @@ pub(crate) fn values_quiet(
         ) {
             return true;
         }
-        let Some(pseudo) = node_pseudo_body(op) else {
-            return true;
-        };
-        checks
-            .iter()
-            .all(|check| super::check::quiet(check, request, Some(&pseudo)))
+        node_pseudo_body_quiet(op, &mut |pseudo| {
+            checks
+                .iter()
+                .all(|check| super::check::quiet(check, request, Some(pseudo)))
+        })
     })
 }
 

@@ -403,7 +403,7 @@ pub(crate) fn primary_email_quiet(body: &Members<'_>) -> bool {
     let Some(Node::Array(items)) = find_node(body, "emails") else {
         return true;
     };
-    let [only] = items.as_slice() else {
+    let [only] = items else {
         return true;
     };
     let Some(email) = only.as_object() else {
