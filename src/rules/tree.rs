@@ -120,17 +120,21 @@ thread_local! {
     static ARENA: RefCell<Bump> = RefCell::new(Bump::new());
 }
 
-/// Runs `f` with this thread's arena for [`Screen::of`], emptied afterwards. Not
-/// reentrant: an evaluation never evaluates another request.
+/// Runs `f` with this thread's arena for [`Screen::of`], emptied afterwards. An
+/// evaluation never evaluates another request; should one ever do, the inner one gets
+/// an arena of its own rather than a panic.
 pub(crate) fn with_arena<R>(f: impl FnOnce(&Bump) -> R) -> R {
-    ARENA.with_borrow_mut(|arena| {
-        let out = f(arena);
-        if arena.allocated_bytes() > ARENA_RETAINED {
-            *arena = Bump::new();
-        } else {
-            arena.reset();
+    ARENA.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut arena) => {
+            let out = f(&arena);
+            if arena.allocated_bytes() > ARENA_RETAINED {
+                *arena = Bump::new();
+            } else {
+                arena.reset();
+            }
+            out
         }
-        out
+        Err(_) => f(&Bump::new()),
     })
 }
 
