@@ -299,6 +299,11 @@ impl Pipeline {
             outbound.path_and_query.as_str(),
             &body,
         );
+        if judgement.evaluation.body_is_json {
+            if let Some(received) = &mut exchange.received {
+                received.body.mark_known_json();
+            }
+        }
         let classified = judgement.classified;
         let verdict = judgement.verdict;
         let tenant = classified.tenant().map(str::to_owned);

@@ -122,3 +122,37 @@ pub fn fired_rules(findings: &[Finding]) -> Option<String> {
     }
     (!ids.is_empty()).then(|| ids.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recording embeds a request body unchecked only on this word: it must be true
+    /// exactly when serde_json read the body as JSON, clean, fixed or rejected.
+    #[test]
+    fn the_evaluation_says_whether_the_body_is_json() {
+        let rules = RuleSet::embedded().unwrap();
+        let user = br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"b","displayName":"B","name":{"givenName":"B","familyName":"J"}}"#;
+        let fixed = br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"b","displayName":"B","name":{"givenName":"B","familyName":"J"},"password":"x"}"#;
+        let colliding = br#"{"userName":"b","USERNAME":"c"}"#;
+        for (body, is_json) in [
+            (&user[..], true),
+            (&fixed[..], true),
+            (&colliding[..], true),
+            (b"{\"userName\":", false),
+            (b"", false),
+            (b"   ", false),
+            (b"\xff", false),
+        ] {
+            let judgement = judge(&rules, Mode::Enforce, "POST", "/t/scim/v2/Users", body);
+            assert_eq!(
+                judgement.evaluation.body_is_json,
+                is_json,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let get = judge(&rules, Mode::Enforce, "GET", "/t/scim/v2/Users/1", b"");
+        assert!(!get.evaluation.body_is_json);
+    }
+}

@@ -159,6 +159,8 @@ impl State {
     }
 
     pub fn finish(self) -> Evaluation {
+        // A fix needs a parsed body, so a changed body was JSON as received too.
+        let body_is_json = matches!(self.body, Body::Json(_));
         let rewritten = match (self.changed, self.body) {
             (true, Body::Json(v)) => Some(v),
             _ => None,
@@ -167,6 +169,7 @@ impl State {
             findings: self.findings,
             rewritten,
             batches: self.batches,
+            body_is_json,
         }
     }
 

@@ -233,6 +233,9 @@ pub struct Evaluation {
     pub rewritten: Option<serde_json::Value>,
     /// Sequential follow-up requests when a fix split the request (member batches).
     pub batches: Vec<context::Batch>,
+    /// serde_json read the received body as one JSON value (to screen it or to check
+    /// it), so a recording may embed those bytes without reading them again.
+    pub body_is_json: bool,
 }
 
 impl RuleSet {
@@ -421,7 +424,9 @@ impl RuleSet {
             }
             check::run(rule, request, &mut state);
         }
-        state.finish()
+        let mut evaluation = state.finish();
+        evaluation.body_is_json |= matches!(screen, tree::Screen::Tree(_));
+        evaluation
     }
 }
 
