@@ -170,11 +170,6 @@ fn keys_collide(members: &Members<'_>) -> bool {
         keys.sort_unstable_by(|a, b| cmp_ignore_ascii_case(a, b));
         return keys.windows(2).any(|w| w[0].eq_ignore_ascii_case(w[1]));
     }
-    let bucket = |key: &str| {
-        let bytes = key.as_bytes();
-        let edge = |b: Option<&u8>| usize::from(b.map_or(0, u8::to_ascii_lowercase));
-        (bytes.len() ^ edge(bytes.first()) << 1 ^ edge(bytes.last()) << 3) % 128
-    };
     let mut seen = 0u128;
     members.iter().enumerate().any(|(i, (key, _))| {
         let bit = 1u128 << bucket(key);
@@ -185,6 +180,17 @@ fn keys_collide(members: &Members<'_>) -> bool {
                 .iter()
                 .any(|(other, _)| other.eq_ignore_ascii_case(key))
     })
+}
+
+/// How many values [`bucket`] takes.
+pub(crate) const BUCKETS: usize = 128;
+
+/// A key's bucket: keys equal ignoring ASCII case share their length and their first
+/// and last letters, hence their bucket.
+pub(crate) fn bucket(key: &str) -> usize {
+    let bytes = key.as_bytes();
+    let edge = |b: Option<&u8>| usize::from(b.map_or(0, u8::to_ascii_lowercase));
+    (bytes.len() ^ edge(bytes.first()) << 1 ^ edge(bytes.last()) << 3) % BUCKETS
 }
 
 fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
