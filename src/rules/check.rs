@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::context::{Reporter, RequestView, State};
+use super::lookup::{Object, Prepared, Slots};
 use super::tree::Node;
 use super::{group, list, patch, user, Action, Rule};
 
@@ -298,8 +299,15 @@ pub(crate) fn run_check(
 /// the body's borrowed tree (`None`: a blank body). Each kind's answer sits beside its
 /// check and follows it exactly or errs towards `false`, which only means "run the
 /// check": a clean body then costs a tree instead of a `serde_json::Value` and the
-/// checks' walks (figures at [`super::RuleSet::evaluate`]).
-pub(crate) fn quiet(check: &Check, request: &RequestView<'_>, root: Option<&Node<'_>>) -> bool {
+/// checks' walks (figures at [`super::RuleSet::evaluate`]). `prepared` holds the
+/// check's attributes, split; `slots` indexes the root's members when it is the body's.
+pub(crate) fn quiet<'n, 'a>(
+    check: &Check,
+    prepared: &Prepared,
+    request: &RequestView<'_>,
+    root: Option<&'n Node<'a>>,
+    slots: Option<Slots<'n, 'a>>,
+) -> bool {
     if !check.reads_body() {
         return false;
     }
@@ -308,24 +316,38 @@ pub(crate) fn quiet(check: &Check, request: &RequestView<'_>, root: Option<&Node
         // No check but json-body reports anything on a blank or non-object body.
         return !matches!(check, Check::JsonBody) || root.is_none();
     };
+    let object = Object::new(body, slots);
+    // A fixed-attribute check without its attribute cannot be shown quiet.
+    let fixed = prepared.attributes.first();
     match check {
         Check::JsonBody => true,
-        Check::Required { attributes } => user::required_quiet(attributes, body),
-        Check::DropAttributes { attributes } => user::drop_attributes_quiet(attributes, body),
-        Check::DropSubAttributes {
-            attributes,
-            sub_attributes,
-        } => user::drop_sub_attributes_quiet(attributes, sub_attributes, body),
-        Check::SingleValue { attributes } => user::single_value_quiet(attributes, body),
-        Check::PrimaryEmail => user::primary_email_quiet(body),
-        Check::KnownSchemas { allowed } => user::known_schemas_quiet(allowed, body),
+        Check::Required { .. } => user::required_quiet(&prepared.attributes, object),
+        Check::DropAttributes { .. } => user::drop_attributes_quiet(&prepared.attributes, object),
+        Check::DropSubAttributes { sub_attributes, .. } => {
+            user::drop_sub_attributes_quiet(&prepared.attributes, sub_attributes, object)
+        }
+        Check::SingleValue { .. } => user::single_value_quiet(&prepared.attributes, object),
+        Check::PrimaryEmail => {
+            fixed.is_some_and(|emails| user::primary_email_quiet(emails, object))
+        }
+        Check::KnownSchemas { allowed } => {
+            fixed.is_some_and(|schemas| user::known_schemas_quiet(allowed, schemas, object))
+        }
         Check::EmptyString => user::empty_string_quiet(wire, body),
-        Check::ManagerObject => user::manager_object_quiet(body),
+        Check::ManagerObject => {
+            fixed.is_some_and(|manager| user::manager_object_quiet(manager, object))
+        }
         Check::RefusedCharacters {
             attributes,
             characters,
             ..
-        } => user::refused_characters_quiet(wire, attributes, characters, body),
+        } => user::refused_characters_quiet(
+            wire,
+            attributes,
+            &prepared.attributes,
+            characters,
+            object,
+        ),
         Check::MembersLimit { max } => group::members_limit_quiet(*max, body),
         Check::MemberEntries => group::member_entries_quiet(request.operation, body),
         Check::PatchOpSupported => patch::op_supported_quiet(body),
@@ -342,7 +364,9 @@ pub(crate) fn quiet(check: &Check, request: &RequestView<'_>, root: Option<&Node
         Check::PatchFilterOperators { operators } => patch::filter_operators_quiet(operators, body),
         Check::PatchSplitPathless => patch::split_pathless_quiet(body),
         Check::PatchBooleanString { attributes } => patch::boolean_string_quiet(attributes, body),
-        Check::PatchValues { checks } => patch::values_quiet(checks, request, body),
+        Check::PatchValues { checks } => {
+            patch::values_quiet(checks, &prepared.checks, request, body)
+        }
         Check::PatchGroupPathless { allowed } => group::patch_pathless_quiet(allowed, body),
         Check::PatchReplaceMembers => group::replace_members_quiet(body),
         Check::PatchRemoveMemberFilter => group::remove_member_filter_quiet(body),

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::check::Check;
 use super::context::{pointer_token, show, Body, Finding, Reporter, RequestView, State};
+use super::lookup::Prepared;
 use super::tree::{self, Members, Node};
 use super::user::{is_urn, ENTERPRISE_URN};
 use super::Rule;
@@ -1012,6 +1013,7 @@ fn wrapped_quiet(keys: &[&str], value: Node<'_>, quiet: &mut dyn FnMut(&Node<'_>
 /// [`values`] finds nothing: every inner check is quiet on every pseudo body.
 pub(crate) fn values_quiet(
     checks: &[Check],
+    prepared: &[Prepared],
     request: &RequestView<'_>,
     body: &Members<'_>,
 ) -> bool {
@@ -1023,9 +1025,11 @@ pub(crate) fn values_quiet(
             return true;
         }
         node_pseudo_body_quiet(op, &mut |pseudo| {
-            checks
-                .iter()
-                .all(|check| super::check::quiet(check, request, Some(pseudo)))
+            checks.len() == prepared.len()
+                && checks
+                    .iter()
+                    .zip(prepared)
+                    .all(|(check, p)| super::check::quiet(check, p, request, Some(pseudo), None))
         })
     })
 }

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::context::{pointer_token, show, Body, Reporter, RequestView, State};
+use super::lookup::{Attr, Object};
 use super::tree::{self, Members, Node};
 
 /// A dotted attribute reference from a rule: `userName`, `name.givenName`,
@@ -91,20 +92,6 @@ pub(crate) fn find<'m>(body: &'m Map<String, Value>, attr: &str) -> Option<Found
                 keys: [block_key, Some(key), Some(sub_key)],
             })
         }
-    }
-}
-
-/// [`find`] on the borrowed tree: the value only.
-fn find_node<'n, 'a>(body: &'n Members<'a>, attr: &str) -> Option<&'n Node<'a>> {
-    let attr = AttrRef::parse(attr);
-    let holder = match attr.urn {
-        None => body,
-        Some(urn) => tree::entry(body, urn)?.1.as_object()?,
-    };
-    let (_, value) = tree::entry(holder, attr.name)?;
-    match attr.sub {
-        None => Some(value),
-        Some(sub) => Some(tree::entry(value.as_object()?, sub)?.1),
     }
 }
 
@@ -203,8 +190,8 @@ pub(crate) fn required(r: &Reporter<'_>, attributes: &[String], state: &mut Stat
 }
 
 /// [`required`] finds nothing.
-pub(crate) fn required_quiet(attributes: &[String], body: &Members<'_>) -> bool {
-    attributes.iter().all(|attr| match find_node(body, attr) {
+pub(crate) fn required_quiet(attributes: &[Attr], body: Object<'_, '_>) -> bool {
+    attributes.iter().all(|attr| match body.find(attr) {
         None | Some(Node::Null) => false,
         Some(Node::String(s)) => !s.trim().is_empty(),
         Some(_) => true,
@@ -212,10 +199,8 @@ pub(crate) fn required_quiet(attributes: &[String], body: &Members<'_>) -> bool 
 }
 
 /// [`drop_attributes`] finds nothing.
-pub(crate) fn drop_attributes_quiet(attributes: &[String], body: &Members<'_>) -> bool {
-    attributes
-        .iter()
-        .all(|attr| find_node(body, attr).is_none())
+pub(crate) fn drop_attributes_quiet(attributes: &[Attr], body: Object<'_, '_>) -> bool {
+    attributes.iter().all(|attr| body.find(attr).is_none())
 }
 
 pub(crate) fn drop_attributes(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -304,12 +289,12 @@ pub(crate) fn drop_sub_attributes(
 
 /// [`drop_sub_attributes`] finds nothing.
 pub(crate) fn drop_sub_attributes_quiet(
-    attributes: &[String],
+    attributes: &[Attr],
     subs: &[String],
-    body: &Members<'_>,
+    body: Object<'_, '_>,
 ) -> bool {
     let clean = |object: &Members<'_>| subs.iter().all(|sub| tree::entry(object, sub).is_none());
-    attributes.iter().all(|attr| match find_node(body, attr) {
+    attributes.iter().all(|attr| match body.find(attr) {
         Some(Node::Array(items)) => items.iter().filter_map(Node::as_object).all(clean),
         Some(Node::Object(object)) => clean(object),
         _ => true,
@@ -352,10 +337,10 @@ fn keeper(items: &[Value]) -> usize {
 }
 
 /// [`single_value`] finds nothing.
-pub(crate) fn single_value_quiet(attributes: &[String], body: &Members<'_>) -> bool {
+pub(crate) fn single_value_quiet(attributes: &[Attr], body: Object<'_, '_>) -> bool {
     attributes
         .iter()
-        .all(|attr| !matches!(find_node(body, attr), Some(Node::Array(items)) if items.len() >= 2))
+        .all(|attr| !matches!(body.find(attr), Some(Node::Array(items)) if items.len() >= 2))
 }
 
 pub(crate) fn single_value(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -398,9 +383,9 @@ pub(crate) fn single_value(r: &Reporter<'_>, attributes: &[String], state: &mut 
     }
 }
 
-/// [`primary_email`] finds nothing.
-pub(crate) fn primary_email_quiet(body: &Members<'_>) -> bool {
-    let Some(Node::Array(items)) = find_node(body, "emails") else {
+/// [`primary_email`] finds nothing (`emails`: that attribute, split).
+pub(crate) fn primary_email_quiet(emails: &Attr, body: Object<'_, '_>) -> bool {
+    let Some(Node::Array(items)) = body.find(emails) else {
         return true;
     };
     let [only] = items else {
@@ -448,12 +433,25 @@ pub(crate) fn primary_email(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
-/// [`known_schemas`] finds nothing: no unknown extension block, no unknown URN listed.
-pub(crate) fn known_schemas_quiet(allowed: &[String], body: &Members<'_>) -> bool {
-    let is_allowed = |urn: &str| allowed.iter().any(|a| a.eq_ignore_ascii_case(urn));
-    body.iter().all(|(k, _)| !is_urn(k) || is_allowed(k))
-        && match tree::entry(body, "schemas") {
-            Some((_, Node::Array(items))) => items.iter().filter_map(Node::as_str).all(is_allowed),
+/// [`known_schemas`] finds nothing: no unknown extension block, no unknown URN listed
+/// (`schemas`: that attribute, split).
+pub(crate) fn known_schemas_quiet(
+    allowed: &[String],
+    schemas: &Attr,
+    body: Object<'_, '_>,
+) -> bool {
+    // URNs are mostly spelled as listed: comparing the bytes first, rather than 40 to 60
+    // bytes ignoring case, saves 0.3k instructions per CreateUser (callgrind).
+    let is_allowed = |urn: &str| {
+        allowed
+            .iter()
+            .any(|a| a == urn || a.eq_ignore_ascii_case(urn))
+    };
+    body.members
+        .iter()
+        .all(|(k, _)| !is_urn(k) || is_allowed(k))
+        && match body.find(schemas) {
+            Some(Node::Array(items)) => items.iter().filter_map(Node::as_str).all(is_allowed),
             _ => true,
         }
 }
@@ -609,11 +607,12 @@ pub(crate) const ENTERPRISE_URN: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 /// The enterprise extension's `manager` attribute, as rules name it.
-const MANAGER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager";
+pub(crate) const MANAGER: &str =
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager";
 
-/// [`manager_object`] finds nothing.
-pub(crate) fn manager_object_quiet(body: &Members<'_>) -> bool {
-    !matches!(find_node(body, MANAGER), Some(Node::String(_)))
+/// [`manager_object`] finds nothing (`manager`: [`MANAGER`], split).
+pub(crate) fn manager_object_quiet(manager: &Attr, body: Object<'_, '_>) -> bool {
+    !matches!(body.find(manager), Some(Node::String(_)))
 }
 
 pub(crate) fn manager_object(r: &Reporter<'_>, state: &mut State) {
@@ -773,7 +772,7 @@ fn attribute_strings<'v>(
 
 /// [`attribute_strings`] on the borrowed tree: whether `test` holds for a string the
 /// attribute holds.
-fn attribute_nodes(body: &Members<'_>, attr: &str, test: &mut dyn FnMut(&str) -> bool) -> bool {
+fn attribute_nodes(body: Object<'_, '_>, attr: &Attr, test: &mut dyn FnMut(&str) -> bool) -> bool {
     fn members(map: &Members<'_>, names: &[&str], test: &mut dyn FnMut(&str) -> bool) -> bool {
         let Some((name, rest)) = names.split_first() else {
             return false;
@@ -788,14 +787,14 @@ fn attribute_nodes(body: &Members<'_>, attr: &str, test: &mut dyn FnMut(&str) ->
             _ => false,
         }
     }
-    let attr = AttrRef::parse(attr);
-    let mut names = [""; 3];
+    let mut below = [""; 2];
     let mut count = 0;
-    for name in attr.urn.into_iter().chain([attr.name]).chain(attr.sub) {
-        names[count] = name;
+    for name in attr.below_root() {
+        below[count] = name;
         count += 1;
     }
-    members(body, &names[..count], test)
+    body.root_member(attr)
+        .is_some_and(|v| under(v, &below[..count], test))
 }
 
 /// The characters a refused-characters rule refuses: its own list, control characters
@@ -879,12 +878,13 @@ impl<'a> Refused<'a> {
 
 /// [`refused_characters`] finds nothing: no refused character can be on the wire, or
 /// none is in a string the rule reads (every string for `*`; `except` and `schemas`
-/// are left to the check).
+/// are left to the check). `listed` is `attributes`, split.
 pub(crate) fn refused_characters_quiet(
     wire: &[u8],
     attributes: &[String],
+    listed: &[Attr],
     characters: &str,
-    body: &Members<'_>,
+    body: Object<'_, '_>,
 ) -> bool {
     fn any_string(node: &Node<'_>, refused: &Refused<'_>) -> bool {
         match node {
@@ -899,9 +899,9 @@ pub(crate) fn refused_characters_quiet(
         return true;
     }
     if attributes.iter().any(|a| a == "*") {
-        return !body.iter().any(|(_, v)| any_string(v, &refused));
+        return !body.members.iter().any(|(_, v)| any_string(v, &refused));
     }
-    !attributes
+    !listed
         .iter()
         .any(|attr| attribute_nodes(body, attr, &mut |s| refused.first_in(s).is_some()))
 }
