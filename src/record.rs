@@ -62,8 +62,11 @@ const QUEUE_BYTES_LIMIT: usize = 64 * 1024 * 1024;
 /// batch under load, one per record when idle.
 const WRITE_BATCH: usize = 256;
 
-/// How long the writer lets records gather before writing them: 1 ms.
-const WRITE_COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long the writer lets records gather before writing them: 5 ms. Against 1 ms, it
+/// cut a recording proxy's CPU per CreateUser by 9 % (45.3 → 41.4 µs, median of three
+/// runs): each wake of the writer preempts the proxy on its core and evicts its cache.
+/// 10 ms measured no better.
+const WRITE_COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 /// Recorded values shorter than 3 characters are not searched for in free text
 /// (messages, `detail`): "HR" would otherwise mangle every "HR" in every message, and
 /// two characters identify nobody. Structural redaction covers every length.
@@ -1623,9 +1626,13 @@ impl Writer {
             // Coalesce: while this thread sleeps it is not waiting on the channel, so
             // the proxy's sends wake nobody. Waking it per record cost a context switch
             // each (measured: recording doubled the proxy's CPU per request); now a
-            // busy proxy wakes it at most 1,000 times a second, and a record reaches
-            // the file at most 1 ms after its exchange completed.
-            std::thread::sleep(WRITE_COALESCE);
+            // busy proxy wakes it at most 200 times a second, and a record reaches the
+            // file at most 5 ms after its exchange completed (at once on a quiet proxy:
+            // the first record of a burst finds the writer waiting). A full batch means
+            // more are queued: no sleep then, so the writer keeps up with any rate.
+            if taken < WRITE_BATCH {
+                std::thread::sleep(WRITE_COALESCE);
+            }
         }
         self.write(&mut pending);
         // Whatever was queued after a close will not be written: say so.
