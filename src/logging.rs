@@ -155,6 +155,23 @@ where
     }
 }
 
+/// `n` in decimal, written into the end of `digits` without `core::fmt`: the log line's
+/// integers, and the capture line's (`record::write_line`).
+pub(crate) fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&digits[at..]).unwrap_or("?")
+}
+
 /// Writes ` message` first-class and every other field as ` name=value`.
 struct LeanVisitor<'w, 'a> {
     writer: &'w mut Writer<'a>,
@@ -182,18 +199,7 @@ impl Visit for LeanVisitor<'_, '_> {
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.result.is_ok() {
             let mut digits = [0u8; 20];
-            let mut at = digits.len();
-            let mut rest = value;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (rest % 10) as u8;
-                rest /= 10;
-                if rest == 0 {
-                    break;
-                }
-            }
-            // Only ASCII digits were written.
-            let text = std::str::from_utf8(&digits[at..]).unwrap_or("?");
+            let text = decimal(value, &mut digits);
             self.result = self.name(field).and_then(|()| self.writer.write_str(text));
         }
     }

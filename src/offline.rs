@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::record::{is_readable_version, json_message, Record, RecordedRequest, RECORD_VERSION};
+use crate::record::{check_version, json_message, Record, RecordedRequest};
 use crate::rules::{Mode, RuleSet};
 use crate::verdict::{judge, Verdict};
 
@@ -191,12 +191,7 @@ fn json_input(text: &str) -> Result<OfflineRequest, String> {
     if map.contains_key("version") && map.contains_key("request") {
         let record: Record =
             serde_json::from_str(text).map_err(|e| format!("not a record: {e}"))?;
-        if !is_readable_version(record.version) {
-            return Err(format!(
-                "record version {} is not supported; this scimguard reads versions 1 to {RECORD_VERSION}",
-                record.version
-            ));
-        }
+        check_version(record.version)?;
         return Ok(OfflineRequest::from(&record.request));
     }
     request_object(map)
@@ -744,7 +739,7 @@ pub fn example_request() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Body, RecordedResponse, Timings};
+    use crate::record::{Body, RecordedResponse, Timings, RECORD_VERSION};
 
     fn rules() -> RuleSet {
         RuleSet::embedded().unwrap()

@@ -40,13 +40,19 @@ use crate::rules::Finding;
 use crate::scim::percent::percent_decode;
 
 /// The record format's version. Version 2 added the `json` body form; readers take
-/// every version up to this one ([`is_readable_version`]) and refuse later ones.
+/// every version up to this one ([`check_version`]) and refuse later ones.
 pub const RECORD_VERSION: u32 = 2;
 
-/// Whether this scimguard reads records of `version`: version 1 differs only by lacking
-/// the `json` body form, so its records read the same.
-pub fn is_readable_version(version: u32) -> bool {
-    (1..=RECORD_VERSION).contains(&version)
+/// Whether this scimguard reads records of `version`, and if not, why: version 1
+/// differs only by lacking the `json` body form, so its records read the same.
+pub fn check_version(version: u32) -> Result<(), String> {
+    if (1..=RECORD_VERSION).contains(&version) {
+        Ok(())
+    } else {
+        Err(format!(
+            "record version {version} is not supported; this scimguard reads versions 1 to {RECORD_VERSION}"
+        ))
+    }
 }
 /// What a secret becomes.
 pub const REDACTED: &str = "[REDACTED]";
@@ -233,15 +239,6 @@ impl PartialEq for Body {
 impl Eq for Body {}
 
 impl Body {
-    /// A body that serde_json has read as one JSON value, e.g. a request body the rules
-    /// parsed (`Evaluation::body_is_json`).
-    pub fn known_json(bytes: Bytes) -> Self {
-        Body {
-            bytes,
-            known_json: true,
-        }
-    }
-
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -255,7 +252,8 @@ impl Body {
         self.bytes.is_empty()
     }
 
-    /// Marks the body as read by serde_json as one JSON value (see [`Body::known_json`]).
+    /// Marks the body as read by serde_json as one JSON value, e.g. a request body the
+    /// rules parsed (`Evaluation::body_is_json`), so the writer need not check it again.
     pub fn mark_known_json(&mut self) {
         self.known_json = true;
     }
@@ -671,18 +669,9 @@ fn write_opt_str(out: &mut Vec<u8>, text: Option<&str>) -> serde_json::Result<()
     }
 }
 
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+fn write_u64(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(crate::logging::decimal(n, &mut digits).as_bytes());
 }
 
 fn write_opt_u64(out: &mut Vec<u8>, n: Option<u64>) {
@@ -1786,12 +1775,7 @@ pub fn parse_capture(bytes: &[u8], origin: &str) -> Result<Vec<Record>, CaptureE
             }
             error(message)
         })?;
-        if !is_readable_version(record.version) {
-            return Err(error(format!(
-                "record version {} is not supported; this scimguard reads versions 1 to {RECORD_VERSION}",
-                record.version
-            )));
-        }
+        check_version(record.version).map_err(error)?;
         records.push(record);
     }
     Ok(records)
