@@ -40,6 +40,7 @@ pub mod error;
 pub mod exchange;
 pub mod explain;
 pub mod har;
+pub mod json_syntax;
 pub mod logging;
 pub mod metrics;
 pub mod offline;
