@@ -4,8 +4,8 @@ use serde_json::{json, Map, Value};
 
 use super::context::{pointer_token, show, Batch, BatchTarget, Body, Reporter, RequestView, State};
 use super::patch::{
-    and_list, has_path, is_op_on, names, node_has_path, node_op_kind, node_operations, op_kind,
-    op_text, operations, operations_mut, remove_operations, OPERATIONS,
+    and_list, has_path, is_op_on, names, node_has_path, node_op_kind, node_operation_objects,
+    node_operations, op_kind, op_text, operations, operations_mut, remove_operations, OPERATIONS,
 };
 use super::tree::{self, Members, Node};
 use super::user::key_in;
@@ -213,10 +213,7 @@ pub(crate) fn member_entries(r: &Reporter<'_>, request: &RequestView<'_>, state:
 /// [`patch_pathless`] finds nothing: every key of a path-less value is allowed, and
 /// none is `id`, `schemas` or `meta`.
 pub(crate) fn patch_pathless_quiet(allowed: &[String], body: &Members<'_>) -> bool {
-    node_operations(body).iter().all(|item| {
-        let Some(op) = item.as_object() else {
-            return true;
-        };
+    node_operation_objects(body).all(|op| {
         if node_has_path(op) {
             return true;
         }
@@ -315,10 +312,7 @@ pub(crate) fn patch_pathless(
 
 /// [`replace_members`] finds nothing.
 pub(crate) fn replace_members_quiet(body: &Members<'_>) -> bool {
-    !node_operations(body).iter().any(|item| {
-        let Some(op) = item.as_object() else {
-            return false;
-        };
+    !node_operation_objects(body).any(|op| {
         if node_op_kind(op) != Some(PatchOpKind::Replace) {
             return false;
         }
@@ -389,10 +383,7 @@ fn member_filter(path: &PatchPath) -> Option<&str> {
 
 /// [`remove_member_filter`] finds nothing.
 pub(crate) fn remove_member_filter_quiet(body: &Members<'_>) -> bool {
-    !node_operations(body).iter().any(|item| {
-        let Some(op) = item.as_object() else {
-            return false;
-        };
+    !node_operation_objects(body).any(|op| {
         if node_op_kind(op) != Some(PatchOpKind::Remove) {
             return false;
         }

@@ -118,7 +118,9 @@ fn node_parsed_path<'n>(
 }
 
 /// The operation objects of a PatchOp body.
-fn node_operation_objects<'n, 'a>(body: &'n Members<'a>) -> impl Iterator<Item = &'n Members<'a>> {
+pub(crate) fn node_operation_objects<'n, 'a>(
+    body: &'n Members<'a>,
+) -> impl Iterator<Item = &'n Members<'a>> {
     node_operations(body).iter().filter_map(Node::as_object)
 }
 
