@@ -224,8 +224,9 @@ pub struct Timings {
 pub struct Body {
     bytes: Bytes,
     /// serde_json has read these bytes as one JSON value (the rules did, on the request
-    /// path), so the writer embeds them without checking them again: that check is
-    /// 14k instructions for a 1.2 KB CreateUser (callgrind). Any new content clears it.
+    /// path), so the writer embeds them without checking them again: that check
+    /// ([`crate::json_syntax::is_json`]) is about 10k instructions for a 1.2 KB CreateUser
+    /// (callgrind). Any new content clears it.
     known_json: bool,
 }
 
@@ -257,6 +258,28 @@ impl Body {
     pub fn mark_known_json(&mut self) {
         self.known_json = true;
     }
+
+    /// Which of the three written forms the body takes: decided here once, for
+    /// [`write_line`] and for `Serialize` alike.
+    fn form(&self) -> BodyForm<'_> {
+        if self.known_json && has_embeddable_shape(&self.bytes) {
+            return BodyForm::Json(&self.bytes);
+        }
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) if embeddable_json(text) => BodyForm::Json(text.as_bytes()),
+            Ok(text) => BodyForm::Text(text),
+            Err(_) => BodyForm::Base64,
+        }
+    }
+}
+
+/// How a [`Body`] is written.
+enum BodyForm<'a> {
+    /// One JSON object or array on one line, embedded as it is (so UTF-8).
+    Json(&'a [u8]),
+    Text(&'a str),
+    /// Not UTF-8.
+    Base64,
 }
 
 impl From<&[u8]> for Body {
@@ -340,31 +363,31 @@ fn has_embeddable_shape(bytes: &[u8]) -> bool {
 
 impl Serialize for Body {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let none = BodyReprRef {
-            json: None,
-            text: None,
-            base64: None,
-        };
-        let repr = match std::str::from_utf8(&self.bytes) {
-            // `is_json` never accepts what serde_json refuses; were it to, the body
-            // would still be written, as text.
-            Ok(text) => match embeddable_json(text)
-                .then(|| serde_json::from_str::<&RawValue>(text).ok())
-                .flatten()
-            {
-                Some(raw) => BodyReprRef {
-                    json: Some(raw),
-                    ..none
-                },
-                None => BodyReprRef {
-                    text: Some(text),
-                    ..none
-                },
+        // Json's bytes are the body's own: every form falls back to these.
+        let unembedded = || match std::str::from_utf8(&self.bytes) {
+            Ok(text) => BodyReprRef {
+                json: None,
+                text: Some(text),
+                base64: None,
             },
             Err(_) => BodyReprRef {
+                json: None,
+                text: None,
                 base64: Some(base64::engine::general_purpose::STANDARD.encode(&self.bytes)),
-                ..none
             },
+        };
+        let repr = match self.form() {
+            // serde_json takes what `is_json` or a rule's parse took; were it not to, the
+            // body would still be written, as text.
+            BodyForm::Json(bytes) => match serde_json::from_slice::<&RawValue>(bytes) {
+                Ok(raw) => BodyReprRef {
+                    json: Some(raw),
+                    text: None,
+                    base64: None,
+                },
+                Err(_) => unembedded(),
+            },
+            BodyForm::Text(_) | BodyForm::Base64 => unembedded(),
         };
         repr.serialize(serializer)
     }
@@ -588,22 +611,23 @@ fn write_request(out: &mut Vec<u8>, request: &RecordedRequest) -> serde_json::Re
     Ok(())
 }
 
-/// A body as `Body` serializes itself, without checking again a body serde_json has
-/// already read as JSON.
+/// A body as `Body` serializes itself, without the `RawValue` parse serde needs to
+/// embed JSON.
 fn write_body(out: &mut Vec<u8>, body: &Body) -> serde_json::Result<()> {
-    let embeddable = if body.known_json {
-        has_embeddable_shape(&body.bytes)
-    } else {
-        std::str::from_utf8(&body.bytes).is_ok_and(embeddable_json)
-    };
-    if embeddable {
-        out.extend_from_slice(b"{\"json\":");
-        out.extend_from_slice(&body.bytes);
-        out.push(b'}');
-        Ok(())
-    } else {
-        serde_json::to_writer(&mut *out, body)
+    match body.form() {
+        BodyForm::Json(bytes) => {
+            out.extend_from_slice(b"{\"json\":");
+            out.extend_from_slice(bytes);
+            out.push(b'}');
+        }
+        BodyForm::Text(text) => {
+            out.extend_from_slice(b"{\"text\":");
+            write_str(out, text)?;
+            out.push(b'}');
+        }
+        BodyForm::Base64 => serde_json::to_writer(&mut *out, body)?,
     }
+    Ok(())
 }
 
 fn write_headers(out: &mut Vec<u8>, headers: &[(String, String)]) -> serde_json::Result<()> {
