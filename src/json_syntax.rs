@@ -75,11 +75,7 @@ impl Scanner<'_> {
                 b't' => self.literal(b"rue")?,
                 b'f' => self.literal(b"alse")?,
                 b'n' => self.literal(b"ull")?,
-                b'-' => {
-                    let first = self.next()?;
-                    self.number(first)?;
-                }
-                first @ b'0'..=b'9' => self.number(first)?,
+                b'-' | b'0'..=b'9' => self.at = number(self.bytes, self.at - 1)?.end,
                 _ => return None,
             }
             // A value ended: close containers until one continues with a comma.
@@ -117,9 +113,7 @@ impl Scanner<'_> {
     }
 
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.at += 1;
-        }
+        self.at = skip_whitespace(self.bytes, self.at);
     }
 
     /// `"name"` then `:`, with the whitespace before the colon.
@@ -164,44 +158,66 @@ impl Scanner<'_> {
         self.at += rest.len();
         Some(())
     }
+}
 
-    /// A number whose first digit (after any `-`) was `first`.
-    fn number(&mut self, first: u8) -> Option<()> {
-        match first {
-            // One leading zero and no digit after it.
-            b'0' if matches!(self.peek(), Some(b'0'..=b'9')) => return None,
-            b'0' => {}
-            b'1'..=b'9' => {
-                self.digits();
-            }
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if self.digits() == 0 {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            if self.digits() == 0 {
-                return None;
-            }
-        }
-        Some(())
+/// The index of the first byte at or after `at` that is not JSON whitespace (the four
+/// bytes RFC 8259 allows around tokens).
+pub(crate) fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(at) {
+        at += 1;
     }
+    at
+}
 
-    /// Skips ASCII digits; how many.
-    fn digits(&mut self) -> usize {
-        let start = self.at;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
+/// A number token: where it ends, and how many digits its exponent has (0 without one).
+pub(crate) struct Number {
+    pub end: usize,
+    pub exponent_digits: usize,
+}
+
+/// The number starting at `at` (an optional `-`, then digits), by RFC 8259's grammar as
+/// serde_json reads it; `None` when the bytes there are not one.
+pub(crate) fn number(bytes: &[u8], mut at: usize) -> Option<Number> {
+    let digits = |at: &mut usize| {
+        let start = *at;
+        while let Some(b'0'..=b'9') = bytes.get(*at) {
+            *at += 1;
         }
-        self.at - start
+        *at - start
+    };
+    if bytes.get(at) == Some(&b'-') {
+        at += 1;
     }
+    match bytes.get(at)? {
+        // One leading zero and no digit after it.
+        b'0' if matches!(bytes.get(at + 1), Some(b'0'..=b'9')) => return None,
+        b'0' => at += 1,
+        b'1'..=b'9' => {
+            digits(&mut at);
+        }
+        _ => return None,
+    }
+    if bytes.get(at) == Some(&b'.') {
+        at += 1;
+        if digits(&mut at) == 0 {
+            return None;
+        }
+    }
+    let mut exponent_digits = 0;
+    if let Some(b'e' | b'E') = bytes.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = bytes.get(at) {
+            at += 1;
+        }
+        exponent_digits = digits(&mut at);
+        if exponent_digits == 0 {
+            return None;
+        }
+    }
+    Some(Number {
+        end: at,
+        exponent_digits,
+    })
 }
 
 /// The index of the first `"`, `\\` or byte below 0x20 at or after `from`, or the
@@ -239,8 +255,66 @@ pub(crate) fn special_from(bytes: &[u8], from: usize) -> usize {
     at
 }
 
+/// Generated JSON-ish text for the property tests of this check and of the screening
+/// tree (`rules::tree`), which are both held to serde_json.
+#[cfg(test)]
+pub(crate) mod strategy {
+    use proptest::prelude::*;
+
+    /// Values from a small grammar: strings with every kind of escape (lone surrogates
+    /// too) and raw control characters, numbers up to 21 digits with exponents up to 3,
+    /// keys that collide ignoring case, all four whitespace bytes.
+    pub fn json_ish() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            "\"([a-z\\u{e9}\\u{1F600} ]|\\\\[\"\\\\/bfnrtux]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-f]{2}|[\\x00-\\x1f])*\"",
+            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?",
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("null".to_owned()),
+        ];
+        leaf.prop_recursive(5, 48, 5, |inner| {
+            let ws = prop::sample::select(vec!["", "", " ", "\n", "\t", "\r"]);
+            prop_oneof![
+                (prop::collection::vec(inner.clone(), 0..5), ws.clone())
+                    .prop_map(|(items, ws)| format!("[{ws}{}]", items.join(&format!(",{ws}")))),
+                (prop::collection::vec(("\"[aAbB]{0,2}\"", inner), 0..5), ws).prop_map(
+                    |(members, ws)| {
+                        let members: Vec<String> = members
+                            .iter()
+                            .map(|(k, v)| format!("{k}{ws}:{ws}{v}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }
+                ),
+            ]
+        })
+    }
+
+    /// What [`damage`] puts into a value.
+    pub fn splice() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "", ",", "]", "}", "\"", "\\", ":", "0", "-", "e", "{", "[", " ", "\u{0}", "\u{e9}",
+        ])
+    }
+
+    /// `text` with `splice` put in at `cut` (moved back to a character boundary), and
+    /// `text` cut there.
+    pub fn damage<'t>(text: &'t str, cut: prop::sample::Index, splice: &str) -> (String, &'t str) {
+        let at = cut.index(text.len() + 1);
+        let at = (0..=at)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        (
+            format!("{}{splice}{}", &text[..at], &text[at..]),
+            &text[..at],
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::strategy::{damage, json_ish, splice};
     use super::*;
     use proptest::prelude::*;
 
@@ -357,52 +431,22 @@ mod tests {
         }
     }
 
-    /// JSON-ish text: values built from a small grammar, then maybe cut or spliced.
-    fn value() -> impl Strategy<Value = String> {
-        let leaf = prop_oneof![
-            "\"([a-z\\u{e9} ]|\\\\[\"\\\\/bfnrtux]|\\\\u[0-9a-fA-F]{4}|[\\x00-\\x1f])*\"",
-            "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
-            Just("true".to_owned()),
-            Just("false".to_owned()),
-            Just("null".to_owned()),
-        ];
-        leaf.prop_recursive(5, 48, 5, |inner| {
-            let ws = prop::sample::select(vec!["", "", " ", "\n", "\t"]);
-            prop_oneof![
-                (prop::collection::vec(inner.clone(), 0..5), ws.clone())
-                    .prop_map(|(items, ws)| format!("[{ws}{}]", items.join(&format!(",{ws}")))),
-                (prop::collection::vec(("\"[a-z]{0,3}\"", inner), 0..5), ws).prop_map(
-                    |(members, ws)| {
-                        let members: Vec<String> = members
-                            .iter()
-                            .map(|(k, v)| format!("{k}{ws}:{v}"))
-                            .collect();
-                        format!("{{{}}}", members.join(","))
-                    }
-                ),
-            ]
-        })
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
-        fn agrees_with_serde_json_on_values(text in value()) {
+        fn agrees_with_serde_json_on_values(text in json_ish()) {
             prop_assert_eq!(is_json(&text), serde_reads(&text), "{:?}", text);
         }
 
         #[test]
         fn agrees_with_serde_json_on_damaged_values(
-            text in value(),
+            text in json_ish(),
             cut in any::<prop::sample::Index>(),
-            splice in prop::sample::select(vec!["", ",", "]", "}", "\"", "\\", ":", "0", "-", "e", "{", "[", " "]),
+            splice in splice(),
         ) {
-            let at = cut.index(text.len() + 1);
-            let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-            let damaged = format!("{}{}{}", &text[..at], splice, &text[at..]);
+            let (damaged, truncated) = damage(&text, cut, splice);
             prop_assert_eq!(is_json(&damaged), serde_reads(&damaged), "{:?}", damaged);
-            let truncated = &text[..at];
             prop_assert_eq!(is_json(truncated), serde_reads(truncated), "{:?}", truncated);
         }
 

@@ -223,12 +223,11 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let items = self
-            .builder
-            .arena
-            .alloc_slice_copy(&self.builder.items[start..]);
-        self.builder.items.truncate(start);
-        Some(Node::Array(items))
+        Some(Node::Array(take_run(
+            self.builder.arena,
+            &mut self.builder.items,
+            start,
+        )))
     }
 
     /// After `{`: the members, refused when two keys collide.
@@ -258,13 +257,14 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let members = &self.builder.members[start..];
-        if keys_collide(members) {
+        if keys_collide(&self.builder.members[start..]) {
             return None;
         }
-        let members = self.builder.arena.alloc_slice_copy(members);
-        self.builder.members.truncate(start);
-        Some(Node::Object(members))
+        Some(Node::Object(take_run(
+            self.builder.arena,
+            &mut self.builder.members,
+            start,
+        )))
     }
 
     /// After the opening quote: the text, borrowed from the body when it has no
@@ -309,48 +309,15 @@ impl<'a> Parser<'a> {
         Some(node)
     }
 
-    /// RFC 8259's number grammar; see [`parse`] for the ones left to serde_json.
+    /// A number ([`crate::json_syntax::number`]); see [`parse`] for the ones left to
+    /// serde_json.
     fn number(&mut self) -> Option<Node<'a>> {
         let start = self.at;
-        if self.bytes.get(self.at) == Some(&b'-') {
-            self.at += 1;
-        }
-        match self.next()? {
-            // One leading zero and no digit after it.
-            b'0' if matches!(self.bytes.get(self.at), Some(b'0'..=b'9')) => return None,
-            b'0' => {}
-            b'1'..=b'9' => {
-                self.digits();
-            }
-            _ => return None,
-        }
-        if self.bytes.get(self.at) == Some(&b'.') {
-            self.at += 1;
-            if self.digits() == 0 {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = self.bytes.get(self.at) {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.bytes.get(self.at) {
-                self.at += 1;
-            }
-            // Up to 99: with at most 100 characters of digits before, the value stays
-            // far inside f64's range (about 1.8e308).
-            if !(1..=2).contains(&self.digits()) {
-                return None;
-            }
-        }
-        (self.at - start <= 100).then_some(Node::Number)
-    }
-
-    /// Skips ASCII digits; how many.
-    fn digits(&mut self) -> usize {
-        let start = self.at;
-        while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
-            self.at += 1;
-        }
-        self.at - start
+        let token = crate::json_syntax::number(self.bytes, start)?;
+        self.at = token.end;
+        // An exponent up to 99, after at most 100 characters, stays far inside f64's
+        // range (about 1.8e308).
+        (token.exponent_digits <= 2 && token.end - start <= 100).then_some(Node::Number)
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -360,9 +327,7 @@ impl<'a> Parser<'a> {
     }
 
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
-            self.at += 1;
-        }
+        self.at = crate::json_syntax::skip_whitespace(self.bytes, self.at);
     }
 }
 
@@ -417,9 +382,17 @@ struct Builder<'a> {
     members: Vec<(&'a str, Node<'a>)>,
 }
 
+/// Moves the finished run `stack[start..]` of an array or object into the arena.
+fn take_run<'a, T: Copy>(arena: &'a Bump, stack: &mut Vec<T>, start: usize) -> &'a [T] {
+    let run = arena.alloc_slice_copy(&stack[start..]);
+    stack.truncate(start);
+    run
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_syntax::strategy::{damage, json_ish, splice};
 
     /// The serde-driven parse this module used before: the oracle the hand-written one
     /// is held to.
@@ -613,35 +586,6 @@ mod tests {
         ARENA.with_borrow(|arena| assert!(arena.allocated_bytes() <= ARENA_RETAINED));
     }
 
-    /// JSON-ish text: values from a small grammar (escapes, control characters, keys
-    /// that collide ignoring case, whitespace), then maybe cut or spliced.
-    fn value() -> impl proptest::strategy::Strategy<Value = String> {
-        use proptest::prelude::*;
-        let leaf = prop_oneof![
-            "\"([a-z\\u{e9}\\u{1F600} ]|\\\\[\"\\\\/bfnrtux]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-f]{2}|[\\x00-\\x1f])*\"",
-            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?",
-            Just("true".to_owned()),
-            Just("false".to_owned()),
-            Just("null".to_owned()),
-        ];
-        leaf.prop_recursive(5, 48, 5, |inner| {
-            let ws = prop::sample::select(vec!["", "", " ", "\n", "\t", "\r"]);
-            prop_oneof![
-                (prop::collection::vec(inner.clone(), 0..5), ws.clone())
-                    .prop_map(|(items, ws)| format!("[{ws}{}]", items.join(&format!(",{ws}")))),
-                (prop::collection::vec(("\"[aAbB]{0,2}\"", inner), 0..5), ws).prop_map(
-                    |(members, ws)| {
-                        let members: Vec<String> = members
-                            .iter()
-                            .map(|(k, v)| format!("{k}{ws}:{ws}{v}"))
-                            .collect();
-                        format!("{{{}}}", members.join(","))
-                    }
-                ),
-            ]
-        })
-    }
-
     /// The two parses agree, except where the hand-written one declines a number it
     /// leaves to serde_json (a three-digit exponent).
     fn agree(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
@@ -670,20 +614,19 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
 
         #[test]
-        fn agrees_with_the_serde_parse(text in value()) {
+        fn agrees_with_the_serde_parse(text in json_ish()) {
             agree(&text)?;
         }
 
         #[test]
         fn agrees_with_the_serde_parse_on_damaged_bodies(
-            text in value(),
+            text in json_ish(),
             cut in proptest::prelude::any::<proptest::sample::Index>(),
-            splice in proptest::sample::select(vec!["", ",", "]", "}", "\"", "\\", ":", "0", "-", "e", "{", "[", " ", "\u{0}", "\u{e9}"]),
+            splice in splice(),
         ) {
-            let at = cut.index(text.len() + 1);
-            let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-            agree(&format!("{}{}{}", &text[..at], splice, &text[at..]))?;
-            agree(&text[..at])?;
+            let (damaged, truncated) = damage(&text, cut, splice);
+            agree(&damaged)?;
+            agree(truncated)?;
         }
     }
 
