@@ -124,11 +124,8 @@ where
         event: &Event<'_>,
     ) -> stdfmt::Result {
         let meta = event.metadata();
-        write!(
-            writer,
-            "{}",
-            humantime::format_rfc3339_micros(std::time::SystemTime::now())
-        )?;
+        writer
+            .write_str(crate::record::Rfc3339Micros::of(std::time::SystemTime::now()).as_str())?;
         let (level, colour) = match *meta.level() {
             Level::ERROR => (" ERROR ", "\x1b[31m"),
             Level::WARN => ("  WARN ", "\x1b[33m"),
