@@ -123,8 +123,8 @@ pub struct Exchange {
     pub tenant: Option<String>,
     /// Why the exchange failed, for errors of scimguard's own (502, 504, 413, 429…).
     pub error: Option<String>,
-    /// When recording: the request as received (headers redacted).
-    pub received: Option<crate::record::RecordedRequest>,
+    /// When recording: the request as received (redacted when written).
+    pub received: Option<crate::record::ReceivedRequest>,
     /// When recording: what was sent upstream instead (the rewrite, then each batch).
     pub forwarded: Vec<crate::record::RecordedRequest>,
 }

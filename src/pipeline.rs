@@ -31,7 +31,7 @@ use crate::config::{Config, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
-use crate::record::{Record, RecordedRequest, RecordedResponse, Recorder, Timings};
+use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, Timings};
 use crate::rules::context::{Batch, BatchTarget};
 use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
@@ -177,41 +177,31 @@ impl Pipeline {
     ) -> Response<Body> {
         let (parts, body) = buffered(response).await;
         // The exchange ends here: its recorded requests move into the record.
-        let request = exchange.received.take().unwrap_or_else(|| {
-            RecordedRequest::new(
-                exchange.method.as_str(),
-                &exchange.path,
-                &HeaderMap::new(),
-                &[],
-            )
+        let request = exchange.received.take().unwrap_or_else(|| ReceivedRequest {
+            method: exchange.method.clone(),
+            target: exchange.path.clone(),
+            headers: HeaderMap::new(),
+            body: crate::record::Body::default(),
         });
+        let id = exchange.id.text();
+        let time = crate::record::rfc3339_since(exchange.started);
         let dropped_before = recorder.dropped();
-        recorder.record(Record {
-            version: crate::record::RECORD_VERSION,
-            id: exchange.id.text().as_str().to_owned(),
-            time: crate::record::rfc3339_since(exchange.started),
-            tenant: exchange.tenant.clone(),
-            operation: exchange
-                .operation
-                .map(|o| o.name())
-                .unwrap_or("-")
-                .to_owned(),
+        recorder.record_exchange(ExchangeRecord {
+            id: id.as_str(),
+            time: &time,
+            tenant: exchange.tenant.as_deref(),
+            operation: exchange.operation.map(|o| o.name()).unwrap_or("-"),
             mode: if exchange.observe {
                 "observe"
             } else {
                 "enforce"
-            }
-            .to_owned(),
-            verdict: exchange.verdict.to_owned(),
+            },
+            verdict: exchange.verdict,
             request,
             forwarded: std::mem::take(&mut exchange.forwarded),
-            response: Some(RecordedResponse::new(
-                parts.status.as_u16(),
-                &parts.headers,
-                &body,
-            )),
-            findings: crate::record::findings_json(&exchange.findings),
-            error: exchange.error.clone(),
+            response: Some((parts.status.as_u16(), &parts.headers, body.clone().into())),
+            findings: &exchange.findings,
+            error: exchange.error.as_deref(),
             timings: Timings {
                 total_us: exchange.started.elapsed().as_micros() as u64,
                 upstream_us: exchange.upstream_elapsed.map(|d| d.as_micros() as u64),
@@ -283,12 +273,12 @@ impl Pipeline {
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         if self.recorder.is_some() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            exchange.received = Some(RecordedRequest::new(
-                parts.method.as_str(),
-                target,
-                &parts.headers,
-                &body,
-            ));
+            exchange.received = Some(ReceivedRequest {
+                method: parts.method.clone(),
+                target: target.to_owned(),
+                headers: parts.headers.clone(),
+                body: crate::record::Body::from(&body),
+            });
         }
         let mut outbound = self.outbound(parts, conn)?;
 

@@ -4,7 +4,7 @@
 //!
 //! | what | how |
 //! |---|---|
-//! | format | one [`Record`] per line (JSON lines), `version` 1 |
+//! | format | one [`Record`] per line (JSON lines), `version` 2 ([`RECORD_VERSION`]) |
 //! | secrets | always redacted: Authorization (scheme kept), Proxy-Authorization, Cookie, Set-Cookie, any header or query parameter whose name contains `auth`, `cookie`, `token`, `secret`, `api-key`, `api_key`, `apikey`, `password`, `credential` or `signature`; every `password` attribute in a body or a PATCH path; and those values wherever they reappear in findings, errors and bodies |
 //! | PII (`--redact-pii`) | [`PII_ATTRIBUTES`] and the `value`/`display` of [`PII_MULTI_VALUED`], in bodies, PATCH values (by their `path`), filters (query, `.search` bodies, PATCH paths), and the same values wherever they reappear, become `sha256:<16 hex>` |
 //! | file | created (or re-opened for appending) with mode 0600 |
@@ -493,6 +493,140 @@ impl Record {
     }
 }
 
+/// The request as received, held for its record without copying: its header map and
+/// body share the proxy's buffers, and its secrets are redacted as the line is written
+/// (a [`RecordedRequest`] copies every header into two `String`s up front).
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub method: http::Method,
+    /// The path with its query, as on the wire.
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+impl ReceivedRequest {
+    /// As a record holds it: secret headers redacted ([`RecordedRequest::new`]).
+    pub fn to_recorded(&self) -> RecordedRequest {
+        RecordedRequest::new(
+            self.method.as_str(),
+            &self.target,
+            &self.headers,
+            self.body.clone(),
+        )
+    }
+
+    fn path_and_query(&self) -> (&str, Option<&str>) {
+        match self.target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (&self.target, None),
+        }
+    }
+}
+
+/// A finished exchange as the pipeline holds it, for [`Recorder::record_exchange`]: the
+/// same fields as a [`Record`], borrowed where the pipeline keeps them.
+pub struct ExchangeRecord<'a> {
+    pub id: &'a str,
+    pub time: &'a str,
+    pub tenant: Option<&'a str>,
+    pub operation: &'a str,
+    pub mode: &'a str,
+    pub verdict: &'a str,
+    pub request: ReceivedRequest,
+    pub forwarded: Vec<RecordedRequest>,
+    /// Status, headers and body of the response the client got.
+    pub response: Option<(u16, &'a HeaderMap, Body)>,
+    pub findings: &'a [Finding],
+    pub error: Option<&'a str>,
+    pub timings: Timings,
+}
+
+impl ExchangeRecord<'_> {
+    /// The [`Record`] this exchange is: what the full path sanitizes and writes.
+    pub fn to_record(&self) -> Record {
+        Record {
+            version: RECORD_VERSION,
+            id: self.id.to_owned(),
+            time: self.time.to_owned(),
+            tenant: self.tenant.map(str::to_owned),
+            operation: self.operation.to_owned(),
+            mode: self.mode.to_owned(),
+            verdict: self.verdict.to_owned(),
+            request: self.request.to_recorded(),
+            forwarded: self.forwarded.clone(),
+            response: self.response.as_ref().map(|(status, headers, body)| {
+                RecordedResponse::new(*status, headers, body.clone())
+            }),
+            findings: findings_json(self.findings),
+            error: self.error.map(str::to_owned),
+            timings: self.timings,
+        }
+    }
+
+    /// The line [`write_line`] writes for this exchange's sanitized [`Record`], byte
+    /// for byte, written without building the record, when header redaction is all the
+    /// sanitizing it needs: no PII hashing, nothing forwarded in its place, and no
+    /// query or body that could carry a secret. `None`: take the full path.
+    fn fast_line(&self, key: Option<&hmac::Key>) -> Option<Vec<u8>> {
+        if key.is_some() || !self.forwarded.is_empty() {
+            return None;
+        }
+        let (path, query) = self.request.path_and_query();
+        // The full path rewrites the query through the sanitizer whatever it finds, so
+        // this writes its output too; a secret found there asks for the free-text pass.
+        let mut sanitizer = Sanitizer::new(None);
+        let query = query.map(|q| sanitizer.query(q));
+        let response_body = self.response.as_ref().map(|(_, _, body)| body);
+        let bodies_clean = std::iter::once(&self.request.body)
+            .chain(response_body)
+            .all(|body| !may_name_a_secret(body.as_bytes()));
+        if !sanitizer.replaced.is_empty() || !bodies_clean {
+            return None;
+        }
+        let response_len = response_body.map_or(0, |b| b.as_bytes().len());
+        let mut out = Vec::with_capacity(
+            RECORD_OVERHEAD * 2 + self.request.body.as_bytes().len() + response_len,
+        );
+        let written = (|| {
+            write_head(
+                &mut out,
+                &Head {
+                    version: RECORD_VERSION,
+                    id: self.id,
+                    time: self.time,
+                    tenant: self.tenant,
+                    operation: self.operation,
+                    mode: self.mode,
+                    verdict: self.verdict,
+                },
+            )?;
+            write_request_fields(
+                &mut out,
+                self.request.method.as_str(),
+                path,
+                query.as_deref(),
+                HeaderSource::Map(&self.request.headers),
+                &self.request.body,
+            )?;
+            out.extend_from_slice(b",\"forwarded\":[],\"response\":");
+            match &self.response {
+                Some((status, headers, body)) => {
+                    write_response_fields(&mut out, *status, HeaderSource::Map(headers), body)?
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+            write_tail(
+                &mut out,
+                &findings_json(self.findings),
+                self.error,
+                &self.timings,
+            )
+        })();
+        written.ok().map(|()| out)
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Time
 // ---------------------------------------------------------------------------------
@@ -571,21 +705,18 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// (callgrind, a recorded GET /Users/{id}); here field names are literals and a string
 /// with nothing to escape, nearly all of them, is one scan and one copy.
 pub fn write_line(record: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    out.extend_from_slice(b"{\"version\":");
-    write_u64(out, u64::from(record.version));
-    out.extend_from_slice(b",\"id\":");
-    write_str(out, &record.id)?;
-    out.extend_from_slice(b",\"time\":");
-    write_str(out, &record.time)?;
-    out.extend_from_slice(b",\"tenant\":");
-    write_opt_str(out, record.tenant.as_deref())?;
-    out.extend_from_slice(b",\"operation\":");
-    write_str(out, &record.operation)?;
-    out.extend_from_slice(b",\"mode\":");
-    write_str(out, &record.mode)?;
-    out.extend_from_slice(b",\"verdict\":");
-    write_str(out, &record.verdict)?;
-    out.extend_from_slice(b",\"request\":");
+    write_head(
+        out,
+        &Head {
+            version: record.version,
+            id: &record.id,
+            time: &record.time,
+            tenant: record.tenant.as_deref(),
+            operation: &record.operation,
+            mode: &record.mode,
+            verdict: &record.verdict,
+        },
+    )?;
     write_request(out, &record.request)?;
     out.extend_from_slice(b",\"forwarded\":[");
     for (i, request) in record.forwarded.iter().enumerate() {
@@ -596,45 +727,142 @@ pub fn write_line(record: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> 
     }
     out.extend_from_slice(b"],\"response\":");
     match &record.response {
-        Some(response) => {
-            out.extend_from_slice(b"{\"status\":");
-            write_u64(out, u64::from(response.status));
-            out.extend_from_slice(b",\"headers\":");
-            write_headers(out, &response.headers)?;
-            out.extend_from_slice(b",\"body\":");
-            write_body(out, &response.body)?;
-            out.push(b'}');
-        }
+        Some(response) => write_response_fields(
+            out,
+            response.status,
+            HeaderSource::Pairs(&response.headers),
+            &response.body,
+        )?,
         None => out.extend_from_slice(b"null"),
     }
+    write_tail(
+        out,
+        &record.findings,
+        record.error.as_deref(),
+        &record.timings,
+    )
+}
+
+/// A record's fields before its request.
+struct Head<'a> {
+    version: u32,
+    id: &'a str,
+    time: &'a str,
+    tenant: Option<&'a str>,
+    operation: &'a str,
+    mode: &'a str,
+    verdict: &'a str,
+}
+
+/// The line up to the request's value: `{"version":…,…,"request":`.
+fn write_head(out: &mut Vec<u8>, head: &Head<'_>) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"version\":");
+    write_u64(out, u64::from(head.version));
+    let fields: [(&[u8], Option<&str>); 6] = [
+        (b",\"id\":", Some(head.id)),
+        (b",\"time\":", Some(head.time)),
+        (b",\"tenant\":", head.tenant),
+        (b",\"operation\":", Some(head.operation)),
+        (b",\"mode\":", Some(head.mode)),
+        (b",\"verdict\":", Some(head.verdict)),
+    ];
+    for (name, value) in fields {
+        out.extend_from_slice(name);
+        write_opt_str(out, value)?;
+    }
+    out.extend_from_slice(b",\"request\":");
+    Ok(())
+}
+
+/// The line from the findings on: `,"findings":…}` (no newline).
+fn write_tail(
+    out: &mut Vec<u8>,
+    findings: &[Value],
+    error: Option<&str>,
+    timings: &Timings,
+) -> serde_json::Result<()> {
     out.extend_from_slice(b",\"findings\":");
     // Findings are rare and nested: serde_json writes them.
-    serde_json::to_writer(&mut *out, &record.findings)?;
+    serde_json::to_writer(&mut *out, findings)?;
     out.extend_from_slice(b",\"error\":");
-    write_opt_str(out, record.error.as_deref())?;
+    write_opt_str(out, error)?;
     out.extend_from_slice(b",\"timings\":{\"total_us\":");
-    write_u64(out, record.timings.total_us);
+    write_u64(out, timings.total_us);
     out.extend_from_slice(b",\"upstream_us\":");
-    write_opt_u64(out, record.timings.upstream_us);
+    write_opt_u64(out, timings.upstream_us);
     out.extend_from_slice(b",\"throttle_us\":");
-    write_opt_u64(out, record.timings.throttle_us);
+    write_opt_u64(out, timings.throttle_us);
     out.extend_from_slice(b"}}");
     Ok(())
 }
 
 fn write_request(out: &mut Vec<u8>, request: &RecordedRequest) -> serde_json::Result<()> {
+    write_request_fields(
+        out,
+        &request.method,
+        &request.path,
+        request.query.as_deref(),
+        HeaderSource::Pairs(&request.headers),
+        &request.body,
+    )
+}
+
+fn write_request_fields(
+    out: &mut Vec<u8>,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: HeaderSource<'_>,
+    body: &Body,
+) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"method\":");
-    write_str(out, &request.method)?;
+    write_str(out, method)?;
     out.extend_from_slice(b",\"path\":");
-    write_str(out, &request.path)?;
+    write_str(out, path)?;
     out.extend_from_slice(b",\"query\":");
-    write_opt_str(out, request.query.as_deref())?;
+    write_opt_str(out, query)?;
+    write_message_end(out, headers, body)
+}
+
+fn write_response_fields(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: HeaderSource<'_>,
+    body: &Body,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"status\":");
+    write_u64(out, u64::from(status));
+    write_message_end(out, headers, body)
+}
+
+/// A request's or response's last fields: `,"headers":[…],"body":{…}}`.
+fn write_message_end(
+    out: &mut Vec<u8>,
+    headers: HeaderSource<'_>,
+    body: &Body,
+) -> serde_json::Result<()> {
     out.extend_from_slice(b",\"headers\":");
-    write_headers(out, &request.headers)?;
+    headers.write(out)?;
     out.extend_from_slice(b",\"body\":");
-    write_body(out, &request.body)?;
+    write_body(out, body)?;
     out.push(b'}');
     Ok(())
+}
+
+/// Where a written record's headers come from: a record's redacted pairs, or the
+/// proxy's own header map, redacted as it is written ([`write_header_map`]).
+enum HeaderSource<'a> {
+    Pairs(&'a [(String, String)]),
+    Map(&'a HeaderMap),
+}
+
+impl HeaderSource<'_> {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            HeaderSource::Pairs(pairs) => write_headers(out, pairs),
+            HeaderSource::Map(map) => write_header_map(out, map),
+        }
+    }
 }
 
 /// A body as `Body` serializes itself, without the `RawValue` parse serde needs to
@@ -666,6 +894,34 @@ fn write_headers(out: &mut Vec<u8>, headers: &[(String, String)]) -> serde_json:
         write_str(out, name)?;
         out.push(b',');
         write_str(out, value)?;
+        out.push(b']');
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// `headers` as [`write_headers`] writes [`redact_headers`]`(headers)`, byte for byte,
+/// without building the pairs: two `String`s a header and a second redaction pass cost
+/// about 7k instructions a recorded CreateUser (callgrind). A header name is a lowercase
+/// token (RFC 9110 §5.6.2: no `"`, `\\` or control byte), so it is copied as it is.
+fn write_header_map(out: &mut Vec<u8>, headers: &HeaderMap) -> serde_json::Result<()> {
+    out.push(b'[');
+    for (i, (name, value)) in headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"[\"");
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b"\",");
+        let text = match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value.as_bytes()),
+        };
+        if is_secret_name(name.as_str()) {
+            write_str(out, &redacted_header_value(name.as_str(), &text))?;
+        } else {
+            write_str(out, &text)?;
+        }
         out.push(b']');
     }
     out.push(b']');
@@ -1597,16 +1853,31 @@ impl Recorder {
                 .drop_record(&record.id, &format!("cannot serialize it: {e}"));
             return;
         }
+        self.enqueue(line, record.id);
+    }
+
+    /// Records a finished exchange as [`Recorder::record`] records its [`Record`],
+    /// with the same line: written straight from the pipeline's header maps and
+    /// buffers when header redaction is all it needs, which is nearly always
+    /// ([`ExchangeRecord::fast_line`]); built as a `Record` and sanitized otherwise.
+    pub fn record_exchange(&self, exchange: ExchangeRecord<'_>) {
+        match exchange.fast_line(self.shared.key.as_ref()) {
+            Some(line) => self.enqueue(line, exchange.id.to_owned()),
+            None => self.record(exchange.to_record()),
+        }
+    }
+
+    /// Queues one serialized record (without its newline) for the writer.
+    fn enqueue(&self, mut line: Vec<u8>, id: String) {
         line.push(b'\n');
         let size = line.len();
         let queued = self.shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
         if queued + size > self.shared.queue_bytes_limit && queued > 0 {
             self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.shared
-                .drop_record(&record.id, "the writer is behind by more than 64 MiB");
+                .drop_record(&id, "the writer is behind by more than 64 MiB");
             return;
         }
-        let id = record.id;
         match self.tx.try_send(Message::Line { line, id }) {
             Ok(()) => {}
             Err(error) => {
@@ -1939,12 +2210,12 @@ mod tests {
     const TOKEN: &str = "SECRET-TOKEN-3f9a1c";
     const SALT: &[u8] = b"test salt";
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    fn headers<N: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
             map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
+                HeaderName::from_bytes(name.as_ref().as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value.as_ref()).unwrap(),
             );
         }
         map
@@ -2164,7 +2435,7 @@ mod tests {
 
     #[test]
     fn secret_headers_are_redacted_and_others_kept() {
-        let map = headers(&[
+        let map = headers::<&str, &str>(&[
             ("authorization", &format!("Bearer {TOKEN}")),
             ("proxy-authorization", &format!("Basic {TOKEN}")),
             ("cookie", &format!("session={TOKEN}")),
@@ -2935,6 +3206,41 @@ mod tests {
         );
     }
 
+    /// A header as a client or an upstream might send it: common and secret names (in
+    /// any case; `HeaderName` lowercases them), values with quotes, backslashes, tabs
+    /// and obs-text bytes that are not UTF-8.
+    fn header_strategy() -> impl proptest::strategy::Strategy<Value = (String, Vec<u8>)> {
+        use proptest::prelude::*;
+        (
+            "content-type|Authorization|authorization|cookie|X-Api-Key|x-amzn-requestid|proxy-authorization|x-[a-z]{1,8}|set-cookie|x-session-token",
+            "[ -~\t]{0,16}",
+            proptest::option::of(proptest::collection::vec(0x80u8..=0xff, 1..3)),
+        )
+            .prop_map(|(name, value, tail)| {
+                let mut value = value.trim_matches([' ', '\t']).as_bytes().to_vec();
+                value.extend(tail.unwrap_or_default());
+                (name, value)
+            })
+    }
+
+    /// Bodies of every written form, with and without a way to spell `password`.
+    fn body_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(
+                br#"{"userName":"bjensen","emails":[{"value":"b@example.com","primary":true}]}"#
+                    .to_vec()
+            ),
+            Just(br#"{"userName":"b","password":"hunter2"}"#.to_vec()),
+            Just(br#"{"userName":"b","pass\u0077ord":"hunter2"}"#.to_vec()),
+            Just(b"not json at all".to_vec()),
+            Just(b"{\"a\":\n1}".to_vec()),
+            Just(vec![0xff, 0xfe, b'{']),
+            Just(Vec::new()),
+            "\\PC{0,30}".prop_map(String::into_bytes),
+        ]
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
 
@@ -2989,6 +3295,92 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(&r).unwrap()
             );
+        }
+
+        /// The fast path writes what the full path writes for the same exchange,
+        /// whatever its headers (secret names in any case, quotes, backslashes, tabs,
+        /// bytes that are not UTF-8), query and bodies; and it is the path a plain
+        /// exchange takes.
+        #[test]
+        fn fast_lines_are_the_full_paths(
+            request_headers in proptest::collection::vec(header_strategy(), 0..8),
+            response_headers in proptest::collection::vec(header_strategy(), 0..8),
+            query in proptest::option::of(
+                "filter=userName%20eq%20%22[a-z]{1,6}%22|access_token=[a-z]{1,6}|a=b&([Tt]oken|x)=[a-z\"]{0,5}|\\PC{0,20}"
+            ),
+            bodies in proptest::collection::vec(body_strategy(), 2),
+            known_json in proptest::prelude::any::<bool>(),
+            findings in 0usize..3,
+            error in proptest::option::of("\\PC{0,12}"),
+            has_response in proptest::prelude::any::<bool>(),
+            forwarded in proptest::prelude::any::<bool>(),
+        ) {
+            let request_map = headers(&request_headers);
+            let response_map = headers(&response_headers);
+            let mut request_body = Body::from(bodies[0].clone());
+            if known_json && serde_json::from_slice::<serde::de::IgnoredAny>(&bodies[0]).is_ok() {
+                request_body.mark_known_json();
+            }
+            let target = match &query {
+                Some(query) => format!("/t/scim/v2/Users?{query}"),
+                None => "/t/scim/v2/Users".to_owned(),
+            };
+            let findings: Vec<Finding> = (0..findings)
+                .map(|i| Finding {
+                    rule: format!("rule.{i}"),
+                    action: crate::rules::Action::Reject,
+                    location: "/userName".into(),
+                    message: "a \"quoted\" message".into(),
+                    source: "CreateUser".into(),
+                    fix: None,
+                    scim_type: "invalidValue",
+                    aws_detail: None,
+                })
+                .collect();
+            let exchange = ExchangeRecord {
+                id: "0123456789abcdef0123456789abcdef",
+                time: "2026-12-06T04:00:00.000001Z",
+                tenant: Some("t"),
+                operation: "CreateUser",
+                mode: "enforce",
+                verdict: "forwarded",
+                request: ReceivedRequest {
+                    method: http::Method::POST,
+                    target,
+                    headers: request_map.clone(),
+                    body: request_body,
+                },
+                forwarded: if forwarded {
+                    vec![RecordedRequest::new("PATCH", "/t/scim/v2/Groups/g", &request_map, &b"{}"[..])]
+                } else {
+                    Vec::new()
+                },
+                response: has_response.then(|| (201, &response_map, Body::from(bodies[1].clone()))),
+                findings: &findings,
+                error: error.as_deref(),
+                timings: Timings { total_us: 7, upstream_us: Some(5), throttle_us: None },
+            };
+            let mut full = exchange.to_record();
+            sanitize_with(&mut full, None);
+            let mut expected = Vec::new();
+            write_line(&full, &mut expected).unwrap();
+            match exchange.fast_line(None) {
+                Some(fast) => proptest::prop_assert_eq!(
+                    String::from_utf8_lossy(&fast),
+                    String::from_utf8_lossy(&expected)
+                ),
+                None => {
+                    let clean_body = |b: &[u8]| !may_name_a_secret(b);
+                    let plain = !forwarded
+                        && query.is_none()
+                        && clean_body(&bodies[0])
+                        && (!has_response || clean_body(&bodies[1]));
+                    proptest::prop_assert!(!plain, "a plain exchange took the full path");
+                }
+            }
+            // PII hashing always takes the full path.
+            let key = hmac::Key::new(hmac::HMAC_SHA256, SALT);
+            proptest::prop_assert!(exchange.fast_line(Some(&key)).is_none());
         }
 
         #[test]
