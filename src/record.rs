@@ -9,6 +9,7 @@
 //! | PII (`--redact-pii`) | [`PII_ATTRIBUTES`] and the `value`/`display` of [`PII_MULTI_VALUED`], in bodies, PATCH values (by their `path`), filters (query, `.search` bodies, PATCH paths), and the same values wherever they reappear, become `sha256:<16 hex>` |
 //! | file | created (or re-opened for appending) with mode 0600 |
 //! | durability | each batch of records is handed to the OS with one `write` as soon as the writer has it; `fsync` only on close (a killed process loses nothing written; a power cut may) |
+//! | cost | a plain exchange's line is written straight from the pipeline's header maps and buffers, headers redacted as they are written ([`Recorder::record_exchange`]); PII hashing, a rewrite, or a query or body that could carry a secret take the full path, which builds a [`Record`] and sanitizes it ([`Recorder::record`]); a property test holds the two to the same bytes |
 //! | back-pressure | none: [`Recorder::record`] never waits; a full channel drops the record, counts it and logs a warning with its id and the total |
 //! | rotation | past `max_bytes`, `FILE` becomes `FILE.1`, older ones shift up to `FILE.5` and the oldest is deleted |
 //!
@@ -1863,7 +1864,7 @@ impl Recorder {
     /// Records a finished exchange as [`Recorder::record`] records its [`Record`],
     /// with the same line: written straight from the pipeline's header maps and
     /// buffers when header redaction is all it needs, which is nearly always
-    /// ([`ExchangeRecord::fast_line`]); built as a `Record` and sanitized otherwise.
+    /// (`ExchangeRecord::fast_line`); built as a `Record` and sanitized otherwise.
     pub fn record_exchange(&self, exchange: ExchangeRecord<'_>) {
         match exchange.fast_line(self.shared.key.as_ref()) {
             Some(line) => self.enqueue(line, exchange.id.to_owned()),
