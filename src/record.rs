@@ -427,14 +427,11 @@ impl RecordedRequest {
     /// A request from its parts; `target` is the path with its query as on the wire.
     /// Secret headers are redacted ([`redact_headers`]).
     pub fn new(method: &str, target: &str, headers: &HeaderMap, body: impl Into<Body>) -> Self {
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query.to_owned())),
-            None => (target, None),
-        };
+        let (path, query) = split_target(target);
         RecordedRequest {
             method: method.to_owned(),
             path: path.to_owned(),
-            query,
+            query: query.map(str::to_owned),
             headers: redact_headers(headers),
             body: body.into(),
         }
@@ -457,6 +454,14 @@ impl RecordedResponse {
             headers: redact_headers(headers),
             body: body.into(),
         }
+    }
+}
+
+/// A request target's path and its raw query (after the first `?`), as recorded.
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
     }
 }
 
@@ -518,10 +523,7 @@ impl ReceivedRequest {
     }
 
     fn path_and_query(&self) -> (&str, Option<&str>) {
-        match self.target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (&self.target, None),
-        }
+        split_target(&self.target)
     }
 }
 
