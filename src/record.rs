@@ -521,10 +521,6 @@ impl ReceivedRequest {
             self.body.clone(),
         )
     }
-
-    fn path_and_query(&self) -> (&str, Option<&str>) {
-        split_target(&self.target)
-    }
 }
 
 /// A finished exchange as the pipeline holds it, for [`Recorder::record_exchange`]: the
@@ -575,7 +571,7 @@ impl ExchangeRecord<'_> {
         if key.is_some() || !self.forwarded.is_empty() {
             return None;
         }
-        let (path, query) = self.request.path_and_query();
+        let (path, query) = split_target(&self.request.target);
         // The full path rewrites the query through the sanitizer whatever it finds, so
         // this writes its output too; a secret found there asks for the free-text pass.
         let mut sanitizer = Sanitizer::new(None);
@@ -925,10 +921,7 @@ fn write_header_map(out: &mut Vec<u8>, headers: &HeaderMap) -> serde_json::Resul
             out.extend_from_slice(b"\"]");
             continue;
         }
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(bytes),
-        };
+        let text = header_text(bytes);
         if secret {
             write_str(out, &redacted_header_value(name.as_str(), &text))?;
         } else {
@@ -1099,12 +1092,7 @@ pub fn redact_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
-            // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` walks chunks
-            // (1.7k instructions a recorded exchange, callgrind).
-            let value = match std::str::from_utf8(value.as_bytes()) {
-                Ok(text) => std::borrow::Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(value.as_bytes()),
-            };
+            let value = header_text(value.as_bytes());
             let value = if is_secret_name(name.as_str()) {
                 redacted_header_value(name.as_str(), &value)
             } else {
@@ -1113,6 +1101,16 @@ pub fn redact_headers(headers: &HeaderMap) -> Vec<(String, String)> {
             (name.as_str().to_owned(), value)
         })
         .collect()
+}
+
+/// A header value as recorded text: invalid UTF-8 (obs-text) replaced. `from_utf8`
+/// checks ASCII a word at a time; `from_utf8_lossy` walks chunks (1.7k instructions a
+/// recorded exchange, callgrind).
+fn header_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Redacts a list of recorded headers in place (the writer's safety net: whatever the
