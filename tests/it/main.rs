@@ -4,6 +4,8 @@
 mod cli;
 mod debugging;
 mod emulator;
+#[allow(dead_code)] // until the browser, ACME and Redis tests call it
+mod external;
 mod forwarding;
 mod limits;
 mod rules;
