@@ -78,6 +78,10 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// `--admin-token`: the bearer token the admin listener requires, if any.
+    pub admin_token: Option<String>,
+    /// `--view-history`: exchanges the live view keeps; 0: no view.
+    pub view_history: usize,
     /// `--record`: the capture file and how to write it.
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
@@ -211,6 +215,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub throttle: ThrottleSection,
     pub admin: Option<String>,
+    pub admin_token: Option<String>,
+    pub view_history: Option<usize>,
     pub record: Option<PathBuf>,
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
@@ -453,6 +459,22 @@ impl Config {
             crate::admin::check_admin_address(admin, listen)
                 .map_err(|e| ConfigError(e.to_string()))?;
         }
+        let admin_token = args.admin_token.clone().or(file.admin_token);
+        if admin_token.as_deref() == Some("") {
+            return Err(ConfigError::setting(
+                "admin_token",
+                "it is empty",
+                "give a long random token, e.g. `openssl rand -hex 32`",
+            ));
+        }
+        if let Some(admin) = admin {
+            crate::admin::check_admin_exposure(admin, admin_token.as_deref())
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        let view_history = args
+            .view_history
+            .or(file.view_history)
+            .unwrap_or(crate::admin::view::DEFAULT_VIEW_HISTORY);
 
         let record = args.record.clone().or(file.record).map(|path| {
             let options = crate::record::RecordOptions {
@@ -475,6 +497,8 @@ impl Config {
             explain_log: args.explain_log.clone().or(file.explain_log),
             throttle,
             admin,
+            admin_token,
+            view_history,
             emulator,
             mode,
             rules,

@@ -47,6 +47,7 @@ pub mod offline;
 pub mod pipeline;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod scim;
 pub mod server;
@@ -101,6 +102,8 @@ pub struct Proxy {
     pub readiness: admin::Readiness,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<std::net::SocketAddr>,
+    /// Who may use the admin listener (`--admin-token`).
+    pub admin_auth: Arc<admin::AdminAuth>,
     admin_listener: Option<TcpListener>,
     /// The in-process emulator serving as the upstream, when no upstream was given.
     pub embedded: Option<Embedded>,
@@ -211,6 +214,7 @@ impl Proxy {
             metrics,
             readiness,
             admin: config.admin,
+            admin_auth: Arc::new(admin::AdminAuth::new(config.admin_token.as_deref())),
             admin_listener: None,
             options: ServerOptions {
                 tls,
@@ -245,10 +249,15 @@ impl Proxy {
         let mut background = Vec::new();
         if let Some(admin_listener) = self.admin_listener {
             let mut rx = stopped.clone();
+            let state = admin::AdminState {
+                metrics: self.metrics.clone(),
+                readiness: self.readiness.clone(),
+                view: self.pipeline.view().cloned(),
+                auth: self.admin_auth.clone(),
+            };
             background.push(tokio::spawn(admin::serve(
                 admin_listener,
-                self.metrics.clone(),
-                self.readiness.clone(),
+                state,
                 async move {
                     let _ = rx.changed().await;
                 },

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use scimguard::cli::{
     CertArgs, CheckArgs, Cli, Command, EmulateArgs, ExportHarArgs, ParseArgs, ParseWhat,
-    ReplayArgs, RulesArgs, RunArgs,
+    ReplayArgs, ReportArgs, RulesArgs, RunArgs,
 };
 use scimguard::config::Config;
 use scimguard::{tls, Proxy, StartError};
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::ExportHar(args) => export_har(args),
         Command::Replay(args) => replay(args),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -95,7 +96,13 @@ fn run(args: RunArgs) -> ExitCode {
             (None, None) => {}
         }
         if let Some(admin) = admin {
+            if proxy.pipeline.view().is_some() {
+                say!("  Live view:     http://{admin}/");
+            }
             say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
+            if let Some(login) = proxy.admin_auth.login_path() {
+                say!("  Admin login:   http://{admin}{login} (works once; or send the admin token as a bearer token)");
+            }
         }
         proxy.serve(listener, shutdown_signal()).await;
         Ok::<(), StartError>(())
@@ -260,6 +267,27 @@ fn replay(args: ReplayArgs) -> ExitCode {
         Ok(summary) => {
             print!("{}", summary.render());
             ExitCode::from(u8::try_from(summary.exit_code()).unwrap_or(EXIT_FAILURE))
+        }
+        Err(e) => fail(EXIT_CONFIG, &e),
+    }
+}
+
+/// `scimguard report CAPTURE… --out FILE`: 0 written, 2 unreadable capture or file.
+fn report(args: ReportArgs) -> ExitCode {
+    match scimguard::report::write_report(&args.captures, &args.out) {
+        Ok((count, sources)) => {
+            for source in sources.iter().filter(|s| s.cut_last_line) {
+                eprintln!(
+                    "scimguard: {}: its last line was cut (the recording stopped while writing it); left out",
+                    source.file
+                );
+            }
+            say!(
+                "wrote {}: {count} exchanges from {} files",
+                args.out.display(),
+                sources.len()
+            );
+            ExitCode::SUCCESS
         }
         Err(e) => fail(EXIT_CONFIG, &e),
     }

@@ -66,6 +66,8 @@ pub struct Pipeline {
     recorder: Option<Recorder>,
     /// `--explain-log`: one JSON explanation per exchange.
     explain_log: Option<crate::explain::ExplainLog>,
+    /// The live view on `--admin`: the last exchanges, kept in memory.
+    view: Option<crate::admin::View>,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -112,7 +114,18 @@ impl Pipeline {
             readiness,
             recorder,
             explain_log,
+            view: crate::admin::View::from_config(config),
         })
+    }
+
+    /// The live view the admin listener shows, when there is one.
+    pub fn view(&self) -> Option<&crate::admin::View> {
+        self.view.as_ref()
+    }
+
+    /// Whether the exchange keeps what it received and sent, for the capture or the view.
+    fn keeps_requests(&self) -> bool {
+        self.recorder.is_some() || self.view.is_some()
     }
 
     /// Flushes and closes the capture and the explanation log: call after the server
@@ -161,6 +174,9 @@ impl Pipeline {
         crate::explain::log(&exchange);
         if let Some(log) = &self.explain_log {
             log.write(&exchange);
+        }
+        if let Some(view) = &self.view {
+            response = view.observe(&exchange, response).await;
         }
         match &self.recorder {
             Some(recorder) => self.record(recorder, &mut exchange, response).await,
@@ -271,7 +287,7 @@ impl Pipeline {
     ) -> Result<Response<Body>, Error> {
         let (parts, body) = request.into_parts();
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
-        if self.recorder.is_some() {
+        if self.keeps_requests() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             exchange.received = Some(ReceivedRequest {
                 method: parts.method.clone(),
@@ -405,7 +421,7 @@ impl Pipeline {
             .map_err(|e| ErrorKind::Internal(format!("cannot build the upstream URI: {e}")))?;
         if changed {
             headers.remove(CONTENT_LENGTH);
-            if self.recorder.is_some() {
+            if self.keeps_requests() {
                 exchange.forwarded.push(RecordedRequest::new(
                     method.as_str(),
                     target.as_str(),
