@@ -755,7 +755,10 @@ mod tests {
         let bearer = "Authorization: Bearer admin-t0ken\r\n";
         let (status, _, body) = admin.request_with("GET", "/metrics", bearer).await;
         assert_eq!(status, 200);
-        assert!(body.contains("scimguard_request_duration_seconds"), "{body}");
+        assert!(
+            body.contains("scimguard_request_duration_seconds"),
+            "{body}"
+        );
         let (status, _, body) = admin.request_with("GET", "/api/exchanges", bearer).await;
         assert_eq!((status, body.as_str()), (200, "[]"));
 

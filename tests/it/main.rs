@@ -14,3 +14,4 @@ mod support;
 mod throttle;
 mod tls;
 mod verdicts;
+mod view;
