@@ -17,7 +17,8 @@
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
 //! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
-//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
+//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz; the live view of recent exchanges (`--view-history`, `--admin-token`) |
+//! | [`report`] | `scimguard report`: one self-contained HTML file of captures |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
 //! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |
 //! | [`logging`] | buffered log output: a copy per line, not a system call |
