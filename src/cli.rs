@@ -267,8 +267,8 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_RECORD", value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    /// With --record: replace names, emails, phone numbers and addresses by stable
-    /// hashes, so the capture can be shared with a vendor.
+    /// Replace names, emails, phone numbers and addresses by stable hashes in the
+    /// capture (so it can be shared with a vendor) and in the live view.
     #[arg(long, env = "SCIMGUARD_REDACT_PII")]
     pub redact_pii: bool,
 

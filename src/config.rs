@@ -82,6 +82,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// `--view-history`: exchanges the live view keeps; 0: no view.
     pub view_history: usize,
+    /// `--redact-pii`: hash PII in the capture and in the live view.
+    pub redact_pii: bool,
     /// `--record`: the capture file and how to write it.
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
@@ -476,10 +478,11 @@ impl Config {
             .or(file.view_history)
             .unwrap_or(crate::admin::view::DEFAULT_VIEW_HISTORY);
 
+        let redact_pii = args.redact_pii || file.redact_pii.unwrap_or(false);
         let record = args.record.clone().or(file.record).map(|path| {
             let options = crate::record::RecordOptions {
                 max_bytes: args.record_max_bytes.or(file.record_max_bytes),
-                redact_pii: args.redact_pii || file.redact_pii.unwrap_or(false),
+                redact_pii,
                 ..crate::record::RecordOptions::default()
             };
             (path, options)
@@ -499,6 +502,7 @@ impl Config {
             admin,
             admin_token,
             view_history,
+            redact_pii,
             emulator,
             mode,
             rules,

@@ -148,12 +148,11 @@ impl View {
         if config.view_history == 0 {
             return None;
         }
-        // The view hashes PII exactly when the capture does (`--redact-pii`).
-        let pii = config
-            .record
-            .as_ref()
-            .is_some_and(|(_, options)| options.redact_pii);
-        let salt = pii.then(|| rand::random::<[u8; 32]>().to_vec());
+        // `--redact-pii` hashes PII in the view as in the capture (another key: the
+        // capture's is never shared).
+        let salt = config
+            .redact_pii
+            .then(|| rand::random::<[u8; 32]>().to_vec());
         let scheme = if config.tls.is_some() {
             "https"
         } else {

@@ -445,3 +445,198 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     assert_no_secrets(client, "the report").await;
     browser.close().await;
 }
+
+/// A proxy on the embedded emulator with the view on loopback and no token.
+async fn open_proxy(args: RunArgs) -> (SocketAddr, SocketAddr, oneshot::Sender<()>) {
+    let config = Config::from_run_args(&RunArgs {
+        admin: Some("127.0.0.1:0".parse().unwrap()),
+        token: Some(SCIM_TOKEN.to_owned()),
+        tenant: Some(TENANT.to_owned()),
+        ..args
+    })
+    .expect("valid test config");
+    let mut proxy = Proxy::start(&config).await.expect("proxy builds");
+    let admin = proxy.bind_admin().await.unwrap().expect("--admin is set");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(proxy.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    (addr, admin, stop)
+}
+
+async fn get(url: String) -> (StatusCode, String) {
+    let request = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    let (status, _, body, _) = send(&http_client(), request).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn redact_pii_hashes_names_in_the_view_as_in_the_capture() {
+    let (addr, admin, _stop) = open_proxy(RunArgs {
+        redact_pii: true,
+        ..RunArgs::default()
+    })
+    .await;
+    let user = r#"{"userName":"jane.roe","displayName":"Jane Roe","name":{"givenName":"Jane","familyName":"Roe"},
+                   "emails":[{"value":"jane.roe@example.com","type":"work","primary":true}]}"#;
+    let request = Request::post(format!("http://{addr}/{TENANT}/scim/v2/Users"))
+        .header("authorization", format!("Bearer {SCIM_TOKEN}"))
+        .header("content-type", "application/scim+json")
+        .body(Full::new(Bytes::from(user)))
+        .unwrap();
+    let (status, ..) = send(&http_client(), request).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, json) = get(format!("http://{admin}/api/exchanges")).await;
+    assert_eq!(status, StatusCode::OK);
+    let entries: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 1, "{json}");
+    for pii in ["jane.roe", "Jane", "Roe", SCIM_TOKEN] {
+        assert!(!json.contains(pii), "the view shows {pii}: {json}");
+    }
+    let summary = entries[0]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("user sha256:"), "{summary}");
+    assert!(summary.ends_with(" created"), "{summary}");
+}
+
+#[tokio::test]
+async fn view_history_0_turns_the_view_off_and_metrics_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scimguard.toml");
+    std::fs::write(&file, "view_history = 0\nadmin_token = \"from-the-file\"\n").unwrap();
+    let config = Config::from_run_args(&RunArgs {
+        config: Some(file.clone()),
+        admin: Some("127.0.0.1:0".parse().unwrap()),
+        ..RunArgs::default()
+    })
+    .unwrap();
+    assert_eq!(config.view_history, 0);
+    assert_eq!(config.admin_token.as_deref(), Some("from-the-file"));
+
+    let (_, admin, _stop) = open_proxy(RunArgs {
+        view_history: Some(0),
+        ..RunArgs::default()
+    })
+    .await;
+    let (status, body) = get(format!("http://{admin}/")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("--view-history 0"), "{body}");
+    assert_eq!(
+        get(format!("http://{admin}/metrics")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(format!("http://{admin}/healthz")).await.0,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn an_exposed_admin_needs_a_token_and_then_prints_a_one_time_link() {
+    let refused = Command::new(binary())
+        .args(["run", "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"])
+        .env_remove("SCIMGUARD_ADMIN_TOKEN")
+        .env_remove("SCIMGUARD_UPSTREAM")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--admin-token"), "{stderr}");
+
+    let mut child = Command::new(binary())
+        .args(["run", "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"])
+        .env("SCIMGUARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("SCIMGUARD_UPSTREAM")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    let login = loop {
+        let line = lines_rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no login line in {banner:?}"));
+        if let Some(link) = line.strip_prefix("  Admin login:   ") {
+            break link.split(' ').next().unwrap().to_owned();
+        }
+        banner.push(line);
+    };
+    assert!(
+        banner.iter().any(|l| l.starts_with("  Live view:")),
+        "{banner:?}"
+    );
+    assert!(
+        !banner.iter().any(|l| l.contains(ADMIN_TOKEN)),
+        "{banner:?}"
+    );
+    assert!(!login.contains(ADMIN_TOKEN));
+    let port = login
+        .strip_prefix("http://0.0.0.0:")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("{login}"));
+    let path = &login[login.find("/login").unwrap()..];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (first, second, page) = runtime.block_on(async {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let first = send(
+            &http_client(),
+            Request::get(&url).body(Full::new(Bytes::new())).unwrap(),
+        )
+        .await;
+        let second = get(url).await.0;
+        let page = get(format!("http://127.0.0.1:{port}/")).await.0;
+        (first, second, page)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first.0, StatusCode::SEE_OTHER);
+    let cookie = first.1.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.starts_with("scimguard_admin="), "{cookie}");
+    assert_eq!(second, StatusCode::FORBIDDEN, "the link works once");
+    assert_eq!(page, StatusCode::UNAUTHORIZED, "no cookie, no token");
+}
+
+#[test]
+fn report_leaves_out_a_cut_last_line_and_names_an_unreadable_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = Command::new(binary())
+        .arg("report")
+        .arg(dir.path().join("missing.jsonl"))
+        .arg("--out")
+        .arg(dir.path().join("r.html"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("missing.jsonl"));
+
+    let line = r#"{"version":2,"id":"0123456789abcdef0123456789abcdef","time":"2026-12-07T02:00:00.000000Z","tenant":"d-1","operation":"DeleteUser","mode":"enforce","verdict":"forwarded","request":{"method":"DELETE","path":"/d-1/scim/v2/Users/u-1","query":null,"headers":[],"body":{"text":""}},"forwarded":[],"response":{"status":204,"headers":[],"body":{"text":""}},"findings":[],"error":null,"timings":{"total_us":1}}"#;
+    let capture = dir.path().join("capture.jsonl");
+    std::fs::write(&capture, format!("{line}\n{}", &line[..80])).unwrap();
+    let out = dir.path().join("report.html");
+    let made = Command::new(binary())
+        .arg("report")
+        .arg(&capture)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    assert!(String::from_utf8_lossy(&made.stderr).contains("last line was cut"));
+    assert!(String::from_utf8_lossy(&made.stdout).contains("1 exchanges"));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("user u-1 deleted"));
+}
