@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::entry::{self, Entry, Extras, Names, Upstream};
 use crate::exchange::Exchange;
 use crate::record::{Record, RecordedRequest, RecordedResponse, Timings, RECORD_VERSION};
+use crate::rules::{Answer, RuleSet};
 
 /// Exchanges kept by default (`--view-history`).
 pub const DEFAULT_VIEW_HISTORY: usize = 1000;
@@ -165,23 +166,50 @@ impl View {
         ))
     }
 
-    /// Takes in one finished exchange and gives its response back unchanged. The
+    /// Takes in one answered exchange and gives its response back unchanged. The
     /// response is a whole buffer, so reading it here costs a clone of its `Bytes`.
+    /// Called before the capture takes the received request; `rules` gives the hints
+    /// on the upstream's answer, which the explanation works out after the capture.
     pub async fn observe(
         &self,
         exchange: &Exchange,
         response: Response<Full<Bytes>>,
+        rules: &RuleSet,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = response.into_parts();
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(never) => match never {},
         };
-        self.push_exchange(exchange, parts.status.as_u16(), &parts.headers, &bytes);
+        let hints = match exchange.upstream_status {
+            Some(status) => rules.hints(
+                &exchange.findings,
+                Answer {
+                    status,
+                    detail: exchange.aws_detail.as_deref(),
+                    aws_request_id: exchange.aws_request_id.as_deref(),
+                },
+            ),
+            None => Vec::new(),
+        };
+        self.push_exchange(
+            exchange,
+            hints,
+            parts.status.as_u16(),
+            &parts.headers,
+            &bytes,
+        );
         Response::from_parts(parts, Full::new(bytes))
     }
 
-    fn push_exchange(&self, exchange: &Exchange, status: u16, headers: &HeaderMap, body: &Bytes) {
+    fn push_exchange(
+        &self,
+        exchange: &Exchange,
+        hints: Vec<String>,
+        status: u16,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) {
         let request = match &exchange.received {
             Some(received) => received.to_recorded(),
             None => RecordedRequest::new(
@@ -207,7 +235,7 @@ impl View {
                 "enforce"
             }
             .to_owned(),
-            verdict: exchange.verdict.to_owned(),
+            verdict: exchange.verdict.as_str().to_owned(),
             request,
             forwarded: exchange.forwarded.clone(),
             response: Some(RecordedResponse::new(status, headers, body.clone())),
@@ -222,7 +250,7 @@ impl View {
             },
         };
         let extras = Extras {
-            hints: exchange.hints.clone(),
+            hints,
             throttle: exchange.throttle.map(str::to_owned),
             upstream: exchange.upstream_status.map(|status| Upstream {
                 status,
