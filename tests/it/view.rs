@@ -41,6 +41,11 @@ struct Browser {
 impl Browser {
     /// `None` (the skip line printed) when chromium or chromedriver is missing.
     async fn start() -> Option<Browser> {
+        Browser::start_with(&[]).await
+    }
+
+    /// As [`Browser::start`], with more chromium flags.
+    async fn start_with(extra: &[&str]) -> Option<Browser> {
         let chromium = crate::external::program("chromium", "chromium")?;
         let chromedriver = crate::external::program("chromedriver", "chromium-driver")?;
         let port = {
@@ -71,6 +76,7 @@ impl Browser {
             "--window-size=1400,1000",
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .chain([format!(
             "--user-data-dir={}",
@@ -443,7 +449,39 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     wait_for_count(client, "#list tbody tr", 3).await;
     browser.screenshot("report.png").await;
     assert_no_secrets(client, "the report").await;
+    assert_eq!(
+        background(client).await,
+        "rgb(255, 255, 255)",
+        "light by default"
+    );
     browser.close().await;
+
+    // A system in dark mode gets the dark theme.
+    let dark = Browser::start_with(&["--force-dark-mode"])
+        .await
+        .expect("found above");
+    dark.client()
+        .goto(&format!("file://{}", report.display()))
+        .await
+        .unwrap();
+    assert_eq!(text_of(dark.client(), "#total-exchanges b").await, "3");
+    assert_eq!(background(dark.client()).await, "rgb(21, 24, 28)");
+    dark.screenshot("report-dark.png").await;
+    dark.close().await;
+}
+
+/// The page's background colour, as computed.
+async fn background(client: &Client) -> String {
+    client
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A proxy on the embedded emulator with the view on loopback and no token.
