@@ -415,6 +415,20 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     browser.screenshot("view-live-filtered.png").await;
     assert_no_secrets(client, "the live view").await;
 
+    // AWS (the emulator) refuses a duplicate: the report groups AWS's errors by detail.
+    let (status, verdict) = proxy
+        .scim(
+            Method::POST,
+            "/Users",
+            r#"{"userName":"asmith","displayName":"A Smith","name":{"givenName":"A","familyName":"Smith"},
+               "emails":[{"value":"asmith@example.com","type":"work","primary":true}]}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, verdict.as_str()),
+        (StatusCode::CONFLICT, "forwarded")
+    );
+
     // The report of the capture, opened from disk.
     proxy.stop().await;
     let report = dir.path().join("report.html");
@@ -434,10 +448,16 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .goto(&format!("file://{}", report.display()))
         .await
         .unwrap();
-    assert_eq!(text_of(client, "#total-exchanges b").await, "3");
+    assert_eq!(text_of(client, "#total-exchanges b").await, "4");
     assert_eq!(text_of(client, "#total-rejected b").await, "1");
     assert_eq!(text_of(client, "#total-rewritten b").await, "1");
-    assert_eq!(text_of(client, "#total-forwarded b").await, "1");
+    assert_eq!(text_of(client, "#total-forwarded b").await, "2");
+    let aws_errors = text_of(client, "#aws-errors").await;
+    assert!(
+        aws_errors.contains("409")
+            && aws_errors.contains("Refused to create a new, duplicate resource."),
+        "{aws_errors}"
+    );
     let rules = text_of(client, "#top-rules").await;
     for rule in ["user.required", "user.multi-value", "user.email-primary"] {
         assert!(rules.contains(rule), "{rules}");
@@ -445,8 +465,22 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     let failed = text_of(client, "#failed").await;
     assert!(failed.contains("user jdoe"), "{failed}");
     assert!(failed.contains("attribute mappings"), "{failed}");
-    wait_for_count(client, "#chart-verdict svg rect", 3).await;
-    wait_for_count(client, "#list tbody tr", 3).await;
+    assert!(failed.contains("user asmith"), "{failed}");
+    wait_for_count(client, "#list tbody tr", 4).await;
+    // The charts are inline SVG; their legends carry the counts.
+    let chart = text_of(client, "#chart-verdict").await;
+    assert!(
+        chart.contains("forwarded 2") && chart.contains("rejected 1"),
+        "{chart}"
+    );
+    assert!(text_of(client, "#chart-operation")
+        .await
+        .contains("CreateUser 3"));
+    assert!(!client
+        .find_all(Locator::Css("#chart-verdict svg rect"))
+        .await
+        .unwrap()
+        .is_empty());
     browser.screenshot("report.png").await;
     assert_no_secrets(client, "the report").await;
     assert_eq!(
@@ -464,7 +498,7 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .goto(&format!("file://{}", report.display()))
         .await
         .unwrap();
-    assert_eq!(text_of(dark.client(), "#total-exchanges b").await, "3");
+    assert_eq!(text_of(dark.client(), "#total-exchanges b").await, "4");
     assert_eq!(background(dark.client()).await, "rgb(21, 24, 28)");
     dark.screenshot("report-dark.png").await;
     dark.close().await;
