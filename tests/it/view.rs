@@ -27,6 +27,8 @@ const ADMIN_TOKEN: &str = "view-admin-token-5ecret";
 /// A password sent in a request body: shown nowhere.
 const PASSWORD: &str = "Pa55word-never-shown";
 const TENANT: &str = "d-9067a1b2c3";
+/// A userName that is markup: the pages must show it as text and never run it.
+const MARKUP: &str = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script>";
 
 /// Every wait in the browser ends within this.
 const WAIT: Duration = Duration::from_secs(20);
@@ -206,38 +208,96 @@ impl ViewProxy {
     }
 }
 
-/// Waits until `css` matches exactly `count` elements; returns them.
-async fn wait_for_count(
-    client: &Client,
-    css: &str,
-    count: usize,
-) -> Vec<fantoccini::elements::Element> {
+/// One row of the list as shown: its verdict and its text.
+#[derive(Debug)]
+struct Row {
+    verdict: String,
+    text: String,
+}
+
+/// Waits until the list shows exactly `count` rows; returns them, top first. Read in one
+/// script call: the page re-renders rows as entries arrive, so element handles held
+/// across calls may go stale.
+async fn wait_for_rows(client: &Client, count: usize) -> Vec<Row> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let found = client.find_all(Locator::Css(css)).await.unwrap();
-        if found.len() == count {
-            return found;
+        let rows = client
+            .execute(
+                "return Array.from(document.querySelectorAll('#list tbody tr')).map(r => [r.getAttribute('data-verdict'), r.innerText])",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let rows: Vec<Row> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| Row {
+                verdict: r[0].as_str().unwrap_or_default().to_owned(),
+                text: r[1].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        if rows.len() == count {
+            return rows;
         }
         assert!(
             Instant::now() < deadline,
-            "{css}: {} elements, expected {count}\n{}",
-            found.len(),
-            client.source().await.unwrap_or_default()
+            "{} rows, expected {count}: {rows:?}",
+            rows.len()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// Clicks the `n`th row of the list (1 is the top), again if it was re-rendered under
+/// the click.
+async fn click_row(client: &Client, n: usize) {
+    let css = format!("#list tbody tr:nth-child({n})");
+    for _ in 0..10 {
+        let row = client.find(Locator::Css(&css)).await.unwrap();
+        match row.click().await {
+            Ok(()) => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("could not click {css}");
+}
+
+/// The shown text (`innerText`) of the first element matching `css`, once there is one.
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap();
+        if let Some(text) = text.as_str() {
+            return text.to_owned();
+        }
+        assert!(Instant::now() < deadline, "nothing matches {css}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The markup in [`MARKUP`] became no element and ran nothing.
+async fn assert_nothing_ran(client: &Client, page: &str) {
+    let ran = client
+        .execute(
+            "return [typeof window.pwned, document.querySelectorAll('img').length, \
+             document.querySelectorAll('script:not([src]):not([id])').length]",
+            vec![],
+        )
         .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+        .unwrap();
+    let inline_scripts = if page == "the report" { 1 } else { 0 };
+    assert_eq!(
+        ran,
+        serde_json::json!(["undefined", 0, inline_scripts]),
+        "{page} ran the markup"
+    );
 }
 
 /// Neither the tokens nor the password, anywhere in what the browser holds.
@@ -277,7 +337,7 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .await
         .unwrap();
     assert_eq!(text_of(client, "#status").await, "live");
-    wait_for_count(client, "#list tbody tr", 0).await;
+    wait_for_rows(client, 0).await;
 
     // Three exchanges, with no reload: refused, rewritten, forwarded.
     let (status, verdict) = proxy
@@ -312,33 +372,23 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .await;
     assert_eq!((status, verdict.as_str()), (StatusCode::OK, "forwarded"));
 
-    let rows = wait_for_count(client, "#list tbody tr", 3).await;
-    let verdicts = {
-        let mut v = Vec::new();
-        for row in &rows {
-            v.push(row.attr("data-verdict").await.unwrap().unwrap_or_default());
-        }
-        v
-    };
+    let rows = wait_for_rows(client, 3).await;
+    let verdicts: Vec<&str> = rows.iter().map(|r| r.verdict.as_str()).collect();
     assert_eq!(
         verdicts,
         ["forwarded", "rewritten", "rejected"],
         "newest first"
     );
-    let rewritten = rows[1].text().await.unwrap();
+    let rewritten = &rows[1].text;
     assert!(rewritten.contains("user.multi-value"), "{rewritten}");
     assert!(rewritten.contains("user.email-primary"), "{rewritten}");
-    let rejected = rows[2].text().await.unwrap();
+    let rejected = &rows[2].text;
     assert!(rejected.contains("user.required"), "{rejected}");
     assert!(
         rejected.contains("user jdoe refused: no displayName"),
         "{rejected}"
     );
-    assert!(rows[0]
-        .text()
-        .await
-        .unwrap()
-        .contains("users looked up: asmith"));
+    assert!(rows[0].text.contains("users looked up: asmith"), "{rows:?}");
     // The counter strip follows (pushed every 2 s).
     let deadline = Instant::now() + WAIT;
     while text_of(client, "#count-requests b").await != "3" {
@@ -352,7 +402,7 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     assert_eq!(text_of(client, "#count-rewritten b").await, "1");
 
     // The detail pane of the refusal: its finding, where, from which guide section.
-    rows[2].click().await.unwrap();
+    click_row(client, 3).await;
     let detail = text_of(client, "#detail-findings").await;
     assert!(detail.contains("user.required"), "{detail}");
     assert!(detail.contains("/displayName"), "{detail}");
@@ -363,7 +413,7 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     browser.screenshot("view-live-detail.png").await;
 
     // The rewrite's diff: the home email removed, primary added.
-    rows[1].click().await.unwrap();
+    click_row(client, 2).await;
     let diff = text_of(client, "#detail-diff").await;
     assert!(
         diff.contains("- ") && diff.contains("a@home.example"),
@@ -379,11 +429,8 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .select_by_value("rewritten")
         .await
         .unwrap();
-    let shown = wait_for_count(client, "#list tbody tr", 1).await;
-    assert_eq!(
-        shown[0].attr("data-verdict").await.unwrap().as_deref(),
-        Some("rewritten")
-    );
+    let shown = wait_for_rows(client, 1).await;
+    assert_eq!(shown[0].verdict, "rewritten");
     client
         .find(Locator::Css("#filter-verdict"))
         .await
@@ -391,7 +438,7 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .select_by_value("")
         .await
         .unwrap();
-    wait_for_count(client, "#list tbody tr", 3).await;
+    wait_for_rows(client, 3).await;
     client
         .find(Locator::Css("#filter-text"))
         .await
@@ -399,11 +446,8 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .send_keys("displayName")
         .await
         .unwrap();
-    let shown = wait_for_count(client, "#list tbody tr", 1).await;
-    assert_eq!(
-        shown[0].attr("data-verdict").await.unwrap().as_deref(),
-        Some("rejected")
-    );
+    let shown = wait_for_rows(client, 1).await;
+    assert_eq!(shown[0].verdict, "rejected");
     client
         .find(Locator::Css("#filter-rule"))
         .await
@@ -411,11 +455,29 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .select_by_value("user.email-primary")
         .await
         .unwrap();
-    wait_for_count(client, "#list tbody tr", 0).await;
+    wait_for_rows(client, 0).await;
     browser.screenshot("view-live-filtered.png").await;
     assert_no_secrets(client, "the live view").await;
 
-    // AWS (the emulator) refuses a duplicate: the report groups AWS's errors by detail.
+    // Back to everything; then AWS (the emulator) refuses a duplicate, and a userName
+    // made of markup arrives: it must show as text and run nothing.
+    for select in ["#filter-rule", "#filter-verdict"] {
+        client
+            .find(Locator::Css(select))
+            .await
+            .unwrap()
+            .select_by_value("")
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Css("#filter-text"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    wait_for_rows(client, 3).await;
     let (status, verdict) = proxy
         .scim(
             Method::POST,
@@ -428,6 +490,28 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         (status, verdict.as_str()),
         (StatusCode::CONFLICT, "forwarded")
     );
+    let (status, verdict) = proxy
+        .scim(
+            Method::POST,
+            "/Users",
+            &serde_json::json!({
+                "userName": MARKUP, "displayName": MARKUP,
+                "name": {"givenName": "X", "familyName": "Y"}
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, verdict.as_str()),
+        (StatusCode::BAD_REQUEST, "rejected")
+    );
+    let rows = wait_for_rows(client, 5).await;
+    assert!(rows[0].text.contains(MARKUP), "{rows:?}");
+    assert_eq!(text_of(client, "#list tbody tr .subject").await, MARKUP);
+    click_row(client, 1).await;
+    assert!(text_of(client, "#detail-summary").await.contains(MARKUP));
+    assert_nothing_ran(client, "the live view").await;
+    assert_no_secrets(client, "the live view").await;
 
     // The report of the capture, opened from disk.
     proxy.stop().await;
@@ -448,8 +532,8 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .goto(&format!("file://{}", report.display()))
         .await
         .unwrap();
-    assert_eq!(text_of(client, "#total-exchanges b").await, "4");
-    assert_eq!(text_of(client, "#total-rejected b").await, "1");
+    assert_eq!(text_of(client, "#total-exchanges b").await, "5");
+    assert_eq!(text_of(client, "#total-rejected b").await, "2");
     assert_eq!(text_of(client, "#total-rewritten b").await, "1");
     assert_eq!(text_of(client, "#total-forwarded b").await, "2");
     let aws_errors = text_of(client, "#aws-errors").await;
@@ -466,22 +550,26 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     assert!(failed.contains("user jdoe"), "{failed}");
     assert!(failed.contains("attribute mappings"), "{failed}");
     assert!(failed.contains("user asmith"), "{failed}");
-    wait_for_count(client, "#list tbody tr", 4).await;
+    wait_for_rows(client, 5).await;
     // The charts are inline SVG; their legends carry the counts.
     let chart = text_of(client, "#chart-verdict").await;
     assert!(
-        chart.contains("forwarded 2") && chart.contains("rejected 1"),
+        chart.contains("forwarded 2") && chart.contains("rejected 2"),
         "{chart}"
     );
     assert!(text_of(client, "#chart-operation")
         .await
-        .contains("CreateUser 3"));
+        .contains("CreateUser 4"));
     assert!(!client
         .find_all(Locator::Css("#chart-verdict svg rect"))
         .await
         .unwrap()
         .is_empty());
     browser.screenshot("report.png").await;
+    assert!(failed.contains(MARKUP), "{failed}");
+    click_row(client, 1).await;
+    assert!(text_of(client, "#detail-summary").await.contains(MARKUP));
+    assert_nothing_ran(client, "the report").await;
     assert_no_secrets(client, "the report").await;
     assert_eq!(
         background(client).await,
@@ -498,7 +586,7 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
         .goto(&format!("file://{}", report.display()))
         .await
         .unwrap();
-    assert_eq!(text_of(dark.client(), "#total-exchanges b").await, "4");
+    assert_eq!(text_of(dark.client(), "#total-exchanges b").await, "5");
     assert_eq!(background(dark.client()).await, "rgb(21, 24, 28)");
     dark.screenshot("report-dark.png").await;
     dark.close().await;

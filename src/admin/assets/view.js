@@ -60,12 +60,14 @@
     select.insertBefore(option, select.options[at + 1] || null);
   }
 
+  // Adds an entry; false when it was known already (a reconnect replays the ring).
   function add(entry) {
-    if (!entry || !entry.id || byId.has(entry.id)) return;
+    if (!entry || !entry.id || byId.has(entry.id)) return false;
     byId.set(entry.id, entry);
     addOption('operation', entry.operation);
     addOption('tenant', entry.tenant);
     (entry.rules || []).forEach(function (rule) { addOption('rule', rule); });
+    return true;
   }
 
   function haystack(entry) {
@@ -268,7 +270,7 @@
     ['filter-verdict', 'filter-operation', 'filter-rule', 'filter-tenant'].forEach(function (id) {
       $(id).addEventListener('change', render);
     });
-    $('filter-text').addEventListener('input', render);
+    ['input', 'change', 'search'].forEach(function (event) { $('filter-text').addEventListener(event, render); });
     $('filters').addEventListener('submit', function (e) { e.preventDefault(); });
   }
 
@@ -279,8 +281,9 @@
     source.addEventListener('open', function () { status.textContent = 'live'; });
     source.addEventListener('error', function () { status.textContent = 'reconnecting…'; });
     source.addEventListener('entry', function (event) {
-      try { add(JSON.parse(event.data)); } catch (e) { return; }
-      scheduleRender();
+      var fresh = false;
+      try { fresh = add(JSON.parse(event.data)); } catch (e) { return; }
+      if (fresh) scheduleRender();
     });
     source.addEventListener('stats', function (event) {
       try { showStats(JSON.parse(event.data)); } catch (e) { /* the next push repairs it */ }
