@@ -32,6 +32,8 @@ pub struct Extras {
     pub hints: Vec<String>,
     pub throttle: Option<String>,
     pub upstream: Option<Upstream>,
+    /// Whose fault an error was: `client`, `upstream` or `proxy`.
+    pub blame: Option<&'static str>,
 }
 
 /// AWS's answer (or the emulator's), when the request reached the upstream.
@@ -101,6 +103,8 @@ pub struct Entry {
     pub upstream: Option<Upstream>,
     pub throttle: Option<String>,
     pub error: Option<String>,
+    /// Whose fault the error was, when the pipeline knew.
+    pub blame: Option<&'static str>,
     pub timings: Timings,
     pub request: ShownRequest,
     pub forwarded: Vec<ShownRequest>,
@@ -213,11 +217,12 @@ pub fn entry(
         subject,
         summary,
         rules,
-        findings: record.findings.clone(),
+        findings: shown_findings(record),
         hints: extras.hints,
         upstream,
         throttle: extras.throttle,
         error: record.error.clone(),
+        blame: extras.blame,
         timings: record.timings,
         request: shown_request(&record.request),
         forwarded: record.forwarded.iter().map(shown_request).collect(),
@@ -229,6 +234,24 @@ pub fn entry(
         diff,
         curl: curl(&record.request, base_url),
     }
+}
+
+/// The findings as the admin reads them: in observe mode nothing was done, so a reject
+/// or rewrite is what enforce mode *would* have done (as the explanation log says).
+fn shown_findings(record: &Record) -> Vec<Value> {
+    let mut findings = record.findings.clone();
+    if record.mode == "observe" {
+        for finding in &mut findings {
+            let action = finding.get("action").and_then(Value::as_str);
+            let would = match action {
+                Some("reject") => "would reject",
+                Some("rewrite") => "would rewrite",
+                _ => continue,
+            };
+            finding["action"] = Value::from(would);
+        }
+    }
+    findings
 }
 
 fn json_of(body: &Body) -> Option<Value> {
@@ -804,6 +827,27 @@ mod tests {
         assert_eq!(
             shown_body(&Body::from(&[0xff, 0xfe, 0x00][..])),
             "[3 bytes, not text]"
+        );
+    }
+
+    #[test]
+    fn observe_mode_says_what_enforce_mode_would_have_done() {
+        let mut r = record(
+            "CreateUser",
+            "forwarded",
+            request("POST", "/d-1/scim/v2/Users", r#"{"userName":"jdoe"}"#),
+        );
+        r.mode = "observe".to_owned();
+        r.findings = vec![serde_json::json!({
+            "rule": "user.required", "action": "reject", "location": "/displayName",
+            "message": "displayName is required by AWS IAM Identity Center but is missing; map it."
+        })];
+        r.response = response(201, r#"{"id":"u-1","userName":"jdoe"}"#);
+        let e = entry(&r, Extras::default(), &mut Names::default(), 1, "");
+        assert_eq!(e.findings[0]["action"], "would reject");
+        assert_eq!(
+            e.summary,
+            "user jdoe created; enforce mode would refuse it: no displayName"
         );
     }
 

@@ -356,7 +356,20 @@ fn answer_whole<B>(request: &Request<B>, state: &AdminState) -> Response<Full<By
 
 /// `/events`: the view's Server-Sent Events.
 fn event_stream(view: &View) -> Response<AdminBody> {
-    let mut response = Response::new(Either::Right(view.event_stream()));
+    let Some(stream) = view.event_stream() else {
+        let mut response = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} pages of the live view are open already; close one\n",
+                view::MAX_EVENT_STREAMS
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return response.map(Either::Left);
+    };
+    let mut response = Response::new(Either::Right(stream));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -46,6 +46,10 @@ const MAX_TENANTS: usize = 1000;
 /// Events queued for one slow page before it is cut off (it reconnects and catches up).
 const CLIENT_QUEUE: usize = 256;
 
+/// Pages open at once: each holds one of the admin listener's 64 connections, and the
+/// rest must stay free for scrapes and probes.
+pub const MAX_EVENT_STREAMS: usize = 16;
+
 /// Handle to the view's state: cheap to clone, shared by the pipeline and the admin
 /// listener.
 #[derive(Clone)]
@@ -59,6 +63,7 @@ struct Inner {
     base_url: String,
     state: Mutex<State>,
     events: broadcast::Sender<Event>,
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -138,6 +143,7 @@ impl View {
                 base_url,
                 state: Mutex::new(State::default()),
                 events,
+                streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             }),
         }
     }
@@ -257,6 +263,7 @@ impl View {
                 detail: exchange.aws_detail.clone(),
                 request_id: exchange.aws_request_id.clone(),
             }),
+            blame: exchange.blame.map(|b| b.as_str()),
         };
         let back_off = exchange.upstream_back_off;
         let wait = exchange.throttle_wait;
@@ -340,8 +347,10 @@ impl View {
     }
 
     /// The `/events` stream: every held entry, then each new one as it happens, and the
-    /// stats every [`STATS_INTERVAL`]. Ends when the page goes away.
-    pub fn event_stream(&self) -> SseBody {
+    /// stats every [`STATS_INTERVAL`]. Ends when the page goes away. `None` when
+    /// [`MAX_EVENT_STREAMS`] pages are open already.
+    pub fn event_stream(&self) -> Option<SseBody> {
+        let permit = self.inner.streams.clone().try_acquire_owned().ok()?;
         let (tx, rx) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
         // Subscribed before the snapshot, so nothing falls between them; the page drops
         // what it already has by id.
@@ -349,6 +358,8 @@ impl View {
         let history = self.entries();
         let view = self.clone();
         tokio::spawn(async move {
+            // Held until the page goes away.
+            let _permit = permit;
             let _ = tx.send(Bytes::from_static(b"retry: 2000\n\n")).await;
             for json in history {
                 if tx.send(sse("entry", &json)).await.is_err() {
@@ -375,7 +386,7 @@ impl View {
                 }
             }
         });
-        SseBody { rx }
+        Some(SseBody { rx })
     }
 }
 
@@ -544,6 +555,64 @@ mod tests {
             5,
             "counters are not bounded by the ring"
         );
+    }
+
+    /// The next data frame of a stream, as text.
+    async fn next_frame(body: &mut SseBody) -> String {
+        use http_body_util::BodyExt;
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("a frame within 5 s")
+            .expect("the stream is open")
+            .unwrap();
+        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stream_replays_the_ring_then_follows_and_open_pages_are_bounded() {
+        let view = View::new(10, None, String::new());
+        view.push(
+            record(1, "rejected", 400),
+            Extras::default(),
+            None,
+            Duration::ZERO,
+        );
+        let mut stream = view.event_stream().unwrap();
+        assert_eq!(next_frame(&mut stream).await, "retry: 2000\n\n");
+        let first = next_frame(&mut stream).await;
+        assert!(first.starts_with("event: entry\ndata: {"), "{first}");
+        assert!(first.contains(&format!("{:032x}", 1)) && first.ends_with("}\n\n"));
+        view.push(
+            record(2, "forwarded", 201),
+            Extras::default(),
+            None,
+            Duration::ZERO,
+        );
+        let mut next = next_frame(&mut stream).await;
+        while next.starts_with("event: stats") {
+            next = next_frame(&mut stream).await;
+        }
+        assert!(next.contains(&format!("{:032x}", 2)), "{next}");
+
+        let mut open: Vec<SseBody> = (1..MAX_EVENT_STREAMS)
+            .map(|_| view.event_stream().unwrap())
+            .collect();
+        assert!(view.event_stream().is_none(), "one page too many");
+        open.pop();
+        // The closed page's task notices and gives its slot back.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(again) = view.event_stream() {
+                open.push(again);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slot never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(stream);
     }
 
     #[test]

@@ -190,7 +190,7 @@
     copyButton.addEventListener('click', function () { copy(entry.curl, copyButton); });
     var meta = el('table', { 'class': 'meta' });
     [['id', entry.id], ['time', entry.time], ['tenant', entry.tenant], ['operation', entry.operation],
-      ['mode', entry.mode], ['status', entry.status], ['throttle', entry.throttle],
+      ['mode', entry.mode], ['status', entry.status], ['throttle', entry.throttle], ['fault', entry.blame],
       ['subject', entry.subject ? entry.subject.kind + ' ' + entry.subject.name + (entry.subject.id ? ' (' + entry.subject.id + ')' : '') : null]
     ].forEach(function (pair) {
       if (pair[1] === null || pair[1] === undefined) return;
