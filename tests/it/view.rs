@@ -673,6 +673,17 @@ async fn view_history_0_turns_the_view_off_and_metrics_stay() {
     .unwrap();
     assert_eq!(config.view_history, 0);
     assert_eq!(config.admin_token.as_deref(), Some("from-the-file"));
+    std::fs::write(&file, "admin_token = \"\"\n").unwrap();
+    let empty = Config::from_run_args(&RunArgs {
+        config: Some(file.clone()),
+        ..RunArgs::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        empty.contains("admin_token") && empty.contains("Fix:"),
+        "{empty}"
+    );
 
     let (_, admin, _stop) = open_proxy(RunArgs {
         view_history: Some(0),
