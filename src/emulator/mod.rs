@@ -96,6 +96,14 @@ pub enum EmulatorError {
     },
     #[error("the emulator state file {} is damaged or not a scimguard state file: {problem}. Fix: restore it from a backup, or move it away to start with an empty store", path.display())]
     StateCorrupt { path: PathBuf, problem: String },
+    #[error("the emulator state file {} cannot be used: {place}: {problem}. Fix: {fix}", path.display())]
+    StateInvalid {
+        path: PathBuf,
+        /// Where in the file: `users[3] (id "…")`, `groups[1] (id "…") members[4]`.
+        place: String,
+        problem: String,
+        fix: String,
+    },
     #[error("the directory of the emulator state file {} does not exist. Fix: create it, or pass --state a file in an existing directory", path.display())]
     StateDirectory { path: PathBuf },
     #[error(

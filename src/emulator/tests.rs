@@ -1054,7 +1054,6 @@ fn a_corrupt_state_file_is_an_error_naming_it() {
         "{not json",
         r#"{"format":"something-else","version":1}"#,
         r#"{"format":"scimguard-emulator-state","version":99}"#,
-        r#"{"format":"scimguard-emulator-state","version":1,"users":[{"id":"a","created":0,"lastModified":0,"data":{"userName":"x"}}],"groups":[{"id":"a","created":0,"lastModified":0,"displayName":"g"}]}"#,
     ] {
         std::fs::write(&file, text).unwrap();
         let err = Emulator::new(config(0, Some(file.clone()))).unwrap_err();
@@ -1068,6 +1067,120 @@ fn a_corrupt_state_file_is_an_error_naming_it() {
             "{message}"
         );
     }
+}
+
+#[test]
+fn an_inconsistent_state_file_names_the_place_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let user = |id: &str, name: &str| json!({"id": id, "created": 0, "lastModified": 0, "data": {"userName": name}});
+    let group = |id: &str, name: &str, members: &[&str]| json!({"id": id, "created": 0, "lastModified": 0, "displayName": name, "members": members});
+    let state = |users: Value, groups: Option<Value>| {
+        let mut v = json!({"format": "scimguard-emulator-state", "version": 1, "users": users});
+        if let Some(groups) = groups {
+            v["groups"] = groups;
+        }
+        v
+    };
+    let cases = [
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "groups": []}),
+            "the top-level object: the `users` key is missing",
+            "add \"users\": []",
+        ),
+        (
+            state(json!([]), None),
+            "the `groups` key is missing",
+            "add \"groups\": []",
+        ),
+        (
+            state(
+                json!([user("u1", "a"), user("u2", "B"), user("u3", "b")]),
+                Some(json!([])),
+            ),
+            r#"users[1] (id "u2") and users[2] (id "u3"): both have the userName "b""#,
+            "rename or remove one",
+        ),
+        (
+            state(json!([user("u1", " ")]), Some(json!([]))),
+            r#"users[0] (id "u1"): its userName is empty"#,
+            "give the user a userName",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([
+                    group("g1", "Finance", &[]),
+                    group("g2", "FINANCE", &[])
+                ])),
+            ),
+            r#"groups[0] (id "g1") and groups[1] (id "g2"): both have the displayName "FINANCE""#,
+            "rename or remove one",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([group("g1", "Finance", &["u1", "u9"])])),
+            ),
+            r#"groups[0] (id "g1") members[1]: "u9" names no user in `users`"#,
+            "remove it from the group's members",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([group("g1", "Finance", &["g1"])])),
+            ),
+            r#"members[0]: "g1" names no user"#,
+            "remove it from the group's members, or add the user",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([group("g1", "Finance", &["u1", "u1"])])),
+            ),
+            r#"members[1]: the user "u1" is listed twice"#,
+            "remove the repeated member",
+        ),
+        (
+            state(json!([user("a", "x")]), Some(json!([group("a", "g", &[])]))),
+            r#"users[0] and groups[0]: both have the id "a""#,
+            "give one of them another id",
+        ),
+    ];
+    for (text, problem, fix) in cases {
+        std::fs::write(&file, text.to_string()).unwrap();
+        let err = Emulator::new(config(0, Some(file.clone()))).unwrap_err();
+        assert!(
+            matches!(err, EmulatorError::StateInvalid { .. }),
+            "{text}: {err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&file.display().to_string()), "{message}");
+        assert!(message.contains(problem), "{message}\nwants: {problem}");
+        assert!(
+            message.contains(&format!("Fix: {fix}")),
+            "{message}\nwants: {fix}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_state_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    // A stray temp file with wide permissions from an earlier run.
+    std::fs::write(store::temp_path(&file), b"{").unwrap();
+    std::fs::set_permissions(
+        store::temp_path(&file),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let e = Emulator::new(config(0, Some(file.clone()))).unwrap();
+    create_user(&e, "bjensen").await;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
 #[tokio::test]

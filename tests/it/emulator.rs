@@ -1431,3 +1431,102 @@ async fn schemas_and_resource_types_are_served() {
     );
     served.stop().await;
 }
+
+// ---- the state file, through the binary ---------------------------------------------
+
+#[test]
+fn a_state_file_that_breaks_the_stores_rules_stops_start_up_naming_place_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let user = |id: &str, name: &str| json!({"id": id, "created": 0, "lastModified": 0, "data": {"userName": name}});
+    let cases = [
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "groups": []}),
+            "the `users` key is missing",
+        ),
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "users": [user("u1", "bjensen"), user("u2", "BJensen")], "groups": []}),
+            r#"users[0] (id "u1") and users[1] (id "u2"): both have the userName "BJensen""#,
+        ),
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "users": [], "groups": [
+                {"id": "g1", "created": 0, "lastModified": 0, "displayName": "Finance"},
+                {"id": "g2", "created": 0, "lastModified": 0, "displayName": "finance"}]}),
+            r#"groups[0] (id "g1") and groups[1] (id "g2"): both have the displayName "finance""#,
+        ),
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "users": [user("u1", "a")], "groups": [
+                {"id": "g1", "created": 0, "lastModified": 0, "displayName": "Finance", "members": ["u1", "gone"]}]}),
+            r#"groups[0] (id "g1") members[1]: "gone" names no user in `users`"#,
+        ),
+    ];
+    for (state, problem) in cases {
+        std::fs::write(&file, state.to_string()).unwrap();
+        let before = std::fs::read(&file).unwrap();
+        let out = std::process::Command::new(binary())
+            .args(["emulate", "--listen", "127.0.0.1:0", "--state"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+        assert!(stderr.contains(problem), "{stderr}\nwants: {problem}");
+        assert!(stderr.contains("Fix: "), "{stderr}");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "the file is left alone"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_binary_writes_the_state_file_0600() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let mut child = std::process::Command::new(binary())
+        .args([
+            "emulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--state",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _banner = lines.next().unwrap().unwrap();
+    let endpoint = lines.next().unwrap().unwrap();
+    let endpoint = endpoint
+        .trim()
+        .strip_prefix("SCIM endpoint: ")
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let request = Request::builder()
+            .method("POST")
+            .uri(format!("{endpoint}/Users"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(plain_user("kept"))))
+            .unwrap();
+        send(&http_client(), request).await.0
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 201);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
