@@ -31,6 +31,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::admin::Readiness;
 use crate::config::{Config, Limits};
@@ -159,12 +160,23 @@ impl Pipeline {
     pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let mut exchange = Exchange::start(request.method(), request.uri().path());
         exchange.observe = self.mode == Mode::Observe;
+        // Every event of the request, its log line included, carries its id.
+        let span = tracing::info_span!("request", id = %exchange.id);
+        self.answer(request, conn, exchange).instrument(span).await
+    }
+
+    /// The phases of one request, from its capture to its explanation.
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        conn: ConnInfo,
+        mut exchange: Exchange,
+    ) -> Response<Body> {
         // 2–8. capture … forward
         let response = match self.process(request, conn, &mut exchange).await {
             Ok(response) => response,
             Err(error) => {
-                exchange.error = Some(error.to_string());
-                exchange.blame = Some(error.blame());
+                exchange.failed(&error);
                 error_response(&error)
             }
         };
@@ -617,6 +629,7 @@ impl Pipeline {
                         } => throttled_error(*retry_after, *reason).detail,
                         _ => e.detail(),
                     };
+                    exchange.failed(&e);
                     let detail = format!("{} ({own})", report(e.to_string()));
                     let mut response = scim_response(&ScimError::new(e.status(), detail));
                     if let Some(retry) = error_response(&e).headers().get(RETRY_AFTER) {
