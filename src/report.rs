@@ -34,6 +34,11 @@ const BUCKET_WIDTHS: [u64; 10] = [
     30 * 86400,
 ];
 
+/// Exchanges the report lists in full (the summary counts them all): every failed one
+/// first, then the newest others. 5,000 keeps the file to tens of MiB (bodies are cut at
+/// 64 KiB) and the page quick to filter.
+pub const MAX_LISTED_EXCHANGES: usize = 5_000;
+
 /// Top rules listed.
 const TOP_RULES: usize = 10;
 
@@ -123,6 +128,8 @@ pub struct Summary {
     pub made: String,
     pub sources: Vec<Source>,
     pub total: usize,
+    /// Exchanges listed in full ([`MAX_LISTED_EXCHANGES`] at most).
+    pub listed: usize,
     pub first: Option<String>,
     pub last: Option<String>,
     pub by_verdict: BTreeMap<String, u64>,
@@ -279,6 +286,7 @@ pub fn summarize(entries: &[Entry], sources: Vec<Source>) -> Summary {
         made: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         sources,
         total: entries.len(),
+        listed: entries.len(),
         first: entries.first().map(|e| e.time.clone()),
         last: entries.last().map(|e| e.time.clone()),
         by_verdict,
@@ -400,8 +408,10 @@ fn timeline(entries: &[Entry]) -> Vec<Bucket> {
 
 /// The report page of captures.
 pub fn render(loaded: Loaded) -> (String, usize) {
-    let entries = entries(loaded.records);
-    let summary = summarize(&entries, loaded.sources);
+    let mut entries = entries(loaded.records);
+    let mut summary = summarize(&entries, loaded.sources);
+    entries = listed(entries, MAX_LISTED_EXCHANGES);
+    summary.listed = entries.len();
     let operations: BTreeSet<&str> = entries.iter().map(|e| e.operation.as_str()).collect();
     let title = format!(
         "scimguard report — {} exchanges, {} operations",
@@ -413,6 +423,32 @@ pub fn render(loaded: Loaded) -> (String, usize) {
         crate::admin::page::report_page(&title, &data),
         entries.len(),
     )
+}
+
+/// At most `max` entries, in time order: every failed one first (the newest of them if
+/// there are more), then the newest of the others.
+fn listed(entries: Vec<Entry>, max: usize) -> Vec<Entry> {
+    if entries.len() <= max {
+        return entries;
+    }
+    let failed = |e: &Entry| failure(e).is_some();
+    let failures = entries.iter().filter(|e| failed(e)).count();
+    let keep_failed = failures.min(max);
+    let keep_others = max - keep_failed;
+    let others = entries.len() - failures;
+    let (mut failed_seen, mut others_seen) = (0, 0);
+    entries
+        .into_iter()
+        .filter(|e| {
+            if failed(e) {
+                failed_seen += 1;
+                failed_seen > failures - keep_failed
+            } else {
+                others_seen += 1;
+                others_seen > others - keep_others
+            }
+        })
+        .collect()
 }
 
 /// Reads the captures and writes the report to `out`; returns how many exchanges it
@@ -547,6 +583,7 @@ mod tests {
             r#"{"id":"u-1","userName":"bok"}"#,
         );
         let entries = entries(vec![rejected, duplicate, ok]);
+        let json = serde_json::to_string(&entries).unwrap();
         let summary = summarize(&entries, Vec::new());
         assert_eq!(summary.total, 3);
         assert_eq!(summary.by_verdict["rejected"], 1);
@@ -570,13 +607,22 @@ mod tests {
         assert_eq!(summary.timeline.len(), 31);
         assert_eq!(summary.timeline[0].by_verdict["rejected"], 1);
         assert_eq!(summary.timeline[30].by_verdict["forwarded"], 1);
+        let kept = listed(entries, 2);
+        let kept: Vec<&str> = kept.iter().map(|e| e.summary.as_str()).collect();
+        assert_eq!(
+            kept,
+            [
+                "user jdoe refused: no displayName",
+                "user asmith refused by AWS (409): Duplicate userName"
+            ],
+            "failures first, in time order"
+        );
         let page = render(Loaded {
             records: Vec::new(),
             sources: Vec::new(),
         })
         .0;
         assert!(page.contains("report-data"));
-        let json = serde_json::to_string(&entries).unwrap();
         assert!(!json.contains("report-secret"), "{json}");
     }
 }

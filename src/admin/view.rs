@@ -61,6 +61,10 @@ struct Inner {
     capacity: usize,
     pii_salt: Option<Vec<u8>>,
     base_url: String,
+    /// The names learned so far and the last entry's number: held while an entry is
+    /// built, which pretty-prints and diffs bodies, so readers of the ring never wait
+    /// for that.
+    names: Mutex<(Names, u64)>,
     state: Mutex<State>,
     events: broadcast::Sender<Event>,
     streams: Arc<tokio::sync::Semaphore>,
@@ -68,10 +72,8 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    seq: u64,
     ring: VecDeque<Arc<str>>,
     bytes: usize,
-    names: Names,
     buckets: VecDeque<(u64, Counts)>,
     tenants: BTreeMap<String, TenantThrottle>,
 }
@@ -141,6 +143,7 @@ impl View {
                 capacity: capacity.max(1),
                 pii_salt,
                 base_url,
+                names: Mutex::new((Names::default(), 0)),
                 state: Mutex::new(State::default()),
                 events,
                 streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
@@ -280,18 +283,18 @@ impl View {
     ) {
         entry::redacted(&mut record, self.inner.pii_salt.as_deref());
         let now = SystemTime::now();
-        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.seq += 1;
-        let seq = state.seq;
         let shown: Entry = {
-            let State { names, .. } = &mut *state;
-            entry::entry(&record, extras, names, seq, &self.inner.base_url)
+            let mut names = self.inner.names.lock().unwrap_or_else(|e| e.into_inner());
+            let (names, seq) = &mut *names;
+            *seq += 1;
+            entry::entry(&record, extras, names, *seq, &self.inner.base_url)
         };
-        state.count(&shown, now);
-        state.throttle(&shown, back_off, wait, now);
         let Ok(json) = serde_json::to_string(&shown) else {
             return;
         };
+        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.count(&shown, now);
+        state.throttle(&shown, back_off, wait, now);
         let json: Arc<str> = Arc::from(json);
         state.bytes += json.len();
         state.ring.push_back(json.clone());

@@ -362,7 +362,8 @@
     $('exchanges-title').textContent = 'Every exchange, newest first';
     $('sources').textContent = summary.sources.map(function (s) {
       return s.file + ': ' + s.records + ' exchanges' + (s.cut_last_line ? ' (its last line was cut and left out)' : '');
-    }).join('; ') + (summary.first ? ' — from ' + summary.first + ' to ' + summary.last : '');
+    }).join('; ') + (summary.first ? ' — from ' + summary.first + ' to ' + summary.last : '') +
+      (summary.listed < summary.total ? ' — the list below holds ' + summary.listed + ' of them: every failed one, then the newest' : '');
     var totals = [counter('exchanges', summary.total, 'total-exchanges')];
     VERDICTS.forEach(function (v) { totals.push(counter(v, summary.by_verdict[v] || 0, 'total-' + v)); });
     $('totals').replaceChildren.apply($('totals'), totals);
