@@ -265,6 +265,11 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_EXPLAIN_LOG", value_name = "FILE")]
     pub explain_log: Option<PathBuf>,
 
+    /// With --record: the name every record carries, so captures of several replicas
+    /// can be merged and told apart [default: the host name].
+    #[arg(long, env = "SCIMGUARD_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
+
     /// Serve /metrics, /healthz and /readyz on this address (keep it on loopback; never
     /// the proxy's port), e.g. 127.0.0.1:9090 [default: off].
     #[arg(long, env = "SCIMGUARD_ADMIN", value_name = "ADDR")]

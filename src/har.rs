@@ -222,6 +222,7 @@ mod tests {
             version: RECORD_VERSION,
             id: "0".repeat(32),
             time: "2024-05-01T12:34:56.123456Z".into(),
+            replica: None,
             tenant: Some("t-1".into()),
             operation: "CreateUser".into(),
             mode: "enforce".into(),

@@ -157,6 +157,9 @@ impl Pipeline {
             };
             exchange.hints = self.rules.hints(&exchange.findings, answer);
         }
+        // Before any output: no secret the request carried reaches the log, the
+        // explanation log, the capture or the web view through a free text.
+        crate::redact::scrub_exchange(&mut exchange);
         self.count(&exchange);
         crate::explain::log(&exchange);
         if let Some(log) = &self.explain_log {
@@ -185,7 +188,6 @@ impl Pipeline {
         });
         let id = exchange.id.text();
         let time = crate::record::rfc3339_since(exchange.started);
-        let dropped_before = recorder.dropped();
         recorder.record_exchange(ExchangeRecord {
             id: id.as_str(),
             time: &time,
@@ -210,9 +212,6 @@ impl Pipeline {
                     .map(|_| exchange.throttle_wait.as_micros() as u64),
             },
         });
-        if recorder.dropped() > dropped_before {
-            self.metrics.record_drop();
-        }
         Response::from_parts(parts, Full::new(body))
     }
 
@@ -289,11 +288,6 @@ impl Pipeline {
             outbound.path_and_query.as_str(),
             &body,
         );
-        if judgement.evaluation.body_is_json {
-            if let Some(received) = &mut exchange.received {
-                received.body.mark_known_json();
-            }
-        }
         let classified = judgement.classified;
         let verdict = judgement.verdict;
         let tenant = classified.tenant().map(str::to_owned);
@@ -301,7 +295,13 @@ impl Pipeline {
         exchange.tenant = tenant;
         outbound.class = OpClass::of(classified.operation, &outbound.method);
         exchange.operation = Some(classified.operation);
+        exchange.secrets = crate::redact::Secrets::of_request(
+            outbound.path_and_query.as_str(),
+            &outbound.headers,
+            &body,
+        );
         exchange.findings = judgement.evaluation.findings;
+        exchange.secrets.scrub_findings(&mut exchange.findings);
         exchange.verdict = verdict.label();
         match verdict {
             Verdict::Forward => {
@@ -319,7 +319,10 @@ impl Pipeline {
                 )
                 .await
             }
-            Verdict::Reject(error) => Ok(scim_response(&error)),
+            Verdict::Reject(mut error) => {
+                exchange.secrets.scrub_string(&mut error.detail);
+                Ok(scim_response(&error))
+            }
             Verdict::Rewrite { body, batches } => {
                 // Batches need the headers again; a lone rewrite can give them away.
                 let headers = if batches.is_empty() {

@@ -9,6 +9,7 @@ mod external;
 mod forwarding;
 mod limits;
 mod rules;
+mod secrets;
 mod shutdown;
 mod support;
 mod throttle;
