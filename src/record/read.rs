@@ -91,34 +91,42 @@ pub fn parse_lines(bytes: &[u8], origin: &str, strict: bool) -> Result<Capture, 
                 check_version(record.version).map_err(error)?;
                 capture.records.push(record);
             }
-            Err(e) if i == last => {
-                let whole = capture.records.len();
-                if strict {
-                    return Err(error(format!(
-                        "the last line is cut ({}): the recording stopped while writing it, or the file is still being copied. Fix: delete that line, or read without --strict to skip it",
-                        json_message(&e)
-                    )));
-                }
-                capture.warnings.push(format!(
-                    "{origin}:{number}: the last line is cut ({}); it is skipped and the {whole} whole record(s) before it are used",
-                    json_message(&e)
-                ));
-            }
             Err(e) => {
-                if strict {
-                    return Err(error(format!(
-                        "{}. Fix: delete or repair that line, or read without --strict to skip it",
-                        json_message(&e)
-                    )));
-                }
-                capture.warnings.push(format!(
-                    "{origin}:{number}: skipped, not a record: {}",
-                    json_message(&e)
-                ));
+                let kept = capture.records.len();
+                let warning =
+                    unreadable_line(origin, number, i == last, &json_message(&e), kept, strict)
+                        .map_err(error)?;
+                capture.warnings.push(warning);
             }
         }
     }
     Ok(capture)
+}
+
+/// What to do with line `number` of `origin` that is not a record: the warning to give
+/// when it is skipped, or (with `strict`) the error message. The last line of a file
+/// (after its last line break) is a cut line: the recording stopped while writing it.
+/// `kept`: the records read before it. Every reader of JSON lines words it so.
+pub fn unreadable_line(
+    origin: &str,
+    number: usize,
+    last: bool,
+    problem: &str,
+    kept: usize,
+    strict: bool,
+) -> Result<String, String> {
+    match (last, strict) {
+        (true, true) => Err(format!(
+            "the last line is cut ({problem}): the recording stopped while writing it, or the file is still being copied. Fix: delete that line, or read without --strict to skip it"
+        )),
+        (true, false) => Ok(format!(
+            "{origin}:{number}: the last line is cut ({problem}); it is skipped and the {kept} whole line(s) before it are used"
+        )),
+        (false, true) => Err(format!(
+            "{problem}. Fix: delete or repair that line, or read without --strict to skip it"
+        )),
+        (false, false) => Ok(format!("{origin}:{number}: skipped, not readable: {problem}")),
+    }
 }
 
 /// Reads one capture file, strictly: any line that is not a record is an error.
