@@ -8,6 +8,7 @@ mod emulator;
 mod external;
 mod forwarding;
 mod limits;
+mod recording;
 mod rules;
 mod secrets;
 mod shutdown;

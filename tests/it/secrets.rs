@@ -224,7 +224,12 @@ async fn every_secret_shape_is_absent_from_the_capture_and_har() {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture.jsonl");
     let (mut child, endpoint, _) = start(
-        &["--record", capture.to_str().unwrap()],
+        &[
+            "--record",
+            capture.to_str().unwrap(),
+            "--replica-name",
+            "replica-x",
+        ],
         &dir.path().join("e.log"),
     );
     call(
@@ -270,6 +275,11 @@ async fn every_secret_shape_is_absent_from_the_capture_and_har() {
         assert!(!text.contains(TOKEN), "the bearer token in the {what}");
         assert!(text.contains("[REDACTED]"), "{text}");
     }
+    assert_eq!(
+        recorded.matches(r#""replica":"replica-x""#).count(),
+        3,
+        "each record names its replica"
+    );
     // What is not secret stays, to debug with.
     assert!(
         recorded.contains("count=5") && recorded.contains("s.user"),
