@@ -393,19 +393,6 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
-/// [`rfc3339`] as the log formatter takes it.
-pub struct Rfc3339Micros(String);
-
-impl Rfc3339Micros {
-    pub fn of(t: SystemTime) -> Self {
-        Rfc3339Micros(rfc3339(t))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// The wall-clock time at which `started` was taken, as [`rfc3339`]: for
 /// `Exchange::started`, which is monotonic.
 pub fn rfc3339_since(started: std::time::Instant) -> String {
