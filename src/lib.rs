@@ -19,6 +19,7 @@
 //! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
 //! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
+//! | [`redact`] | THE one redaction of secrets (and PII) used by every output |
 //! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |
 //! | [`logging`] | tracing-subscriber's text or JSON lines, through a buffered writer thread |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
@@ -40,12 +41,12 @@ pub mod error;
 pub mod exchange;
 pub mod explain;
 pub mod har;
-pub mod json_syntax;
 pub mod logging;
 pub mod metrics;
 pub mod offline;
 pub mod pipeline;
 pub mod record;
+pub mod redact;
 pub mod replay;
 pub mod rules;
 pub mod scim;
@@ -187,6 +188,9 @@ impl Proxy {
             )?),
             None => None,
         };
+        if let Some(recorder) = &recorder {
+            recorder.count_drops_in(metrics.clone());
+        }
         let explain_log = match &config.explain_log {
             Some(path) => {
                 Some(
@@ -199,6 +203,9 @@ impl Proxy {
             }
             None => None,
         };
+        if let Some(log) = &explain_log {
+            log.count_drops_in(metrics.clone());
+        }
         Ok(Proxy {
             pipeline: Pipeline::new(
                 upstream,

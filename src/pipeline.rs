@@ -168,6 +168,9 @@ impl Pipeline {
             }
         };
         let response = self.stamp(&mut exchange, response);
+        // Before any output: no secret the request carried reaches the capture, the log,
+        // the explanation log or the web view through a free text.
+        crate::redact::scrub_exchange(&mut exchange);
         // 9. record
         let response = match &self.recorder {
             Some(recorder) => self.record(recorder, &mut exchange, response).await,
@@ -207,6 +210,8 @@ impl Pipeline {
             };
             exchange.hints = self.rules.hints(&exchange.findings, answer);
         }
+        // Hints quote AWS's detail: scrubbed too before any output.
+        crate::redact::scrub_exchange(exchange);
         self.count(exchange);
         crate::explain::log(exchange);
         if let Some(log) = &self.explain_log {
@@ -231,7 +236,6 @@ impl Pipeline {
         });
         let id = exchange.id.text();
         let time = crate::record::rfc3339_since(exchange.started);
-        let dropped_before = recorder.dropped();
         recorder.record_exchange(ExchangeRecord {
             id: id.as_str(),
             time: &time,
@@ -256,9 +260,6 @@ impl Pipeline {
                     .map(|_| exchange.throttle_wait.as_micros() as u64),
             },
         });
-        if recorder.dropped() > dropped_before {
-            self.metrics.record_drop();
-        }
         Response::from_parts(parts, Full::new(body))
     }
 
@@ -341,22 +342,26 @@ impl Pipeline {
             outbound.path_and_query.as_str(),
             &body,
         );
-        if judgement.evaluation.body_is_json {
-            if let Some(received) = &mut exchange.received {
-                received.body.mark_known_json();
-            }
-        }
         let classified = judgement.classified;
         exchange.tenant = classified.tenant().map(str::to_owned);
         exchange.operation = Some(classified.operation);
+        exchange.secrets = crate::redact::Secrets::of_request(
+            outbound.path_and_query.as_str(),
+            &outbound.headers,
+            &body,
+        );
         exchange.findings = judgement.evaluation.findings;
+        exchange.secrets.scrub_findings(&mut exchange.findings);
         exchange.verdict = Outcome::from(&judgement.verdict);
         outbound.tenant = exchange.tenant.clone().unwrap_or_default();
         outbound.class = OpClass::of(classified.operation, &outbound.method);
 
         // 6. rewrite / reject
         let (body, changed, batches) = match judgement.verdict {
-            Verdict::Reject(error) => return Ok(scim_response(&error)),
+            Verdict::Reject(mut error) => {
+                exchange.secrets.scrub_string(&mut error.detail);
+                return Ok(scim_response(&error));
+            }
             Verdict::Forward => (body, false, Vec::new()),
             Verdict::Rewrite { body, batches } => (Bytes::from(body), true, batches),
         };
