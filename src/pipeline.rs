@@ -408,7 +408,7 @@ impl Pipeline {
         if batches.is_empty() {
             return Ok(first);
         }
-        Box::pin(self.forward_batches(&outbound, &classified.prefix, first, batches, exchange))
+        self.forward_batches(&outbound, &classified.prefix, first, batches, exchange)
             .await
     }
 
