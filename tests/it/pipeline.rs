@@ -281,7 +281,19 @@ fn an_upstream_failure_is_the_outcome_error_in_the_header_metrics_and_log() {
         .local_addr()
         .unwrap();
     let upstream = format!("http://{free}");
-    let proxy = Running::start(&["--upstream", &upstream, "--admin", "127.0.0.1:0"], 2);
+    let dir = tempfile::tempdir().unwrap();
+    let explain = dir.path().join("explain.jsonl");
+    let proxy = Running::start(
+        &[
+            "--upstream",
+            &upstream,
+            "--admin",
+            "127.0.0.1:0",
+            "--explain-log",
+            explain.to_str().unwrap(),
+        ],
+        2,
+    );
     let admin: SocketAddr = proxy
         .banner("Metrics:")
         .trim_start_matches("http://")
@@ -339,6 +351,11 @@ fn an_upstream_failure_is_the_outcome_error_in_the_header_metrics_and_log() {
     assert!(line.contains("verdict=error"), "{line}");
     assert!(line.contains("status=502"), "{line}");
     assert!(line.contains("blame=upstream"), "{line}");
+    let explained: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&explain).unwrap().trim()).unwrap();
+    assert_eq!(explained["verdict"], "error", "{explained}");
+    assert_eq!(explained["blame"], "upstream", "{explained}");
+    assert_eq!(explained["status"], 502, "{explained}");
 }
 
 /// `raw` off the async workers, for tests that also run an in-process upstream.
@@ -477,5 +494,20 @@ async fn dot_segments_never_climb_out_of_the_upstream_tenant() {
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].uri.path(), "/tenant-a/scim/v2/Users");
-    proxy.stop();
+
+    // And now it is spent: the throttle phase refuses, and says so.
+    let answer = raw_async(
+        proxy.addr,
+        b"GET /Users HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert_eq!(header(&answer, "x-scimguard-verdict"), Some("throttled"));
+    assert_eq!(upstream.seen().len(), 1);
+    let log = proxy.stop();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("verdict=throttled status=429") && l.contains("blame=client")),
+        "{log}"
+    );
 }
