@@ -58,75 +58,19 @@ pub enum ReportError {
     },
 }
 
-/// One capture file read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Source {
-    pub file: String,
-    pub records: usize,
-    /// Its last line was cut (the recording stopped while writing it) and is left out.
-    pub cut_last_line: bool,
-}
-
-/// Captures read and merged by time.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub records: Vec<Record>,
-    pub sources: Vec<Source>,
-}
-
-/// Reads captures (each with its rotated files, oldest first), tolerating a cut last
-/// line in each file, and merges them by time (stable: a file's order is kept on ties).
-pub fn read_captures(paths: &[PathBuf]) -> Result<Loaded, CaptureError> {
-    let mut loaded = Loaded::default();
-    for path in paths {
-        let rotated = (1..=crate::record::ROTATE_KEEP)
-            .rev()
-            .map(|n| crate::record::rotated_path(path, n))
-            .filter(|p| p.exists());
-        for file in rotated.chain(std::iter::once(path.clone())) {
-            let (records, cut_last_line) = read_tolerant(&file)?;
-            loaded.sources.push(Source {
-                file: file.display().to_string(),
-                records: records.len(),
-                cut_last_line,
-            });
-            loaded.records.extend(records);
-        }
-    }
-    loaded.records.sort_by(|a, b| a.time.cmp(&b.time));
-    Ok(loaded)
-}
-
-/// One capture file; `true` when its last line was cut and left out. Every other bad
-/// line is an error naming it.
-fn read_tolerant(path: &Path) -> Result<(Vec<Record>, bool), CaptureError> {
-    let bytes = std::fs::read(path).map_err(|source| CaptureError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let origin = path.display().to_string();
-    // Whole lines end in `\n`; what follows the last one is a line the writer never
-    // finished, unless it happens to be whole.
-    let whole_end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let (whole, tail) = bytes.split_at(whole_end);
-    let mut records = crate::record::parse_capture(whole, &origin)?;
-    if tail.iter().all(u8::is_ascii_whitespace) {
-        return Ok((records, false));
-    }
-    match crate::record::parse_capture(tail, &origin) {
-        Ok(last) => {
-            records.extend(last);
-            Ok((records, false))
-        }
-        Err(_) => Ok((records, true)),
-    }
+/// What was read: the captures named, and a warning per line left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sources {
+    pub files: Vec<String>,
+    /// Cut or corrupt lines skipped (`FILE:N: …`), from [`crate::record::captures`].
+    pub warnings: Vec<String>,
 }
 
 /// The report's summary section, as the page's script renders it.
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub made: String,
-    pub sources: Vec<Source>,
+    pub sources: Sources,
     pub total: usize,
     /// Exchanges listed in full ([`MAX_LISTED_EXCHANGES`] at most).
     pub listed: usize,
@@ -200,7 +144,7 @@ pub fn entries(records: Vec<Record>) -> Vec<Entry> {
 }
 
 /// The summary of a report's entries (in time order).
-pub fn summarize(entries: &[Entry], sources: Vec<Source>) -> Summary {
+pub fn summarize(entries: &[Entry], sources: Sources) -> Summary {
     let mut by_verdict = BTreeMap::new();
     let mut by_operation = BTreeMap::new();
     let mut rules: BTreeMap<String, RuleCount> = BTreeMap::new();
@@ -406,23 +350,21 @@ fn timeline(entries: &[Entry]) -> Vec<Bucket> {
     buckets
 }
 
-/// The report page of captures.
-pub fn render(loaded: Loaded) -> (String, usize) {
-    let mut entries = entries(loaded.records);
-    let mut summary = summarize(&entries, loaded.sources);
+/// The report page of records (merged by time) read from `sources`.
+pub fn render(records: Vec<Record>, sources: Sources) -> (String, usize) {
+    let mut entries = entries(records);
+    let mut summary = summarize(&entries, sources);
     entries = listed(entries, MAX_LISTED_EXCHANGES);
     summary.listed = entries.len();
     let operations: BTreeSet<&str> = entries.iter().map(|e| e.operation.as_str()).collect();
     let title = format!(
         "scimguard report — {} exchanges, {} operations",
-        entries.len(),
+        summary.total,
         operations.len()
     );
+    let count = summary.total;
     let data = serde_json::json!({ "summary": summary, "entries": entries });
-    (
-        crate::admin::page::report_page(&title, &data),
-        entries.len(),
-    )
+    (crate::admin::page::report_page(&title, &data), count)
 }
 
 /// At most `max` entries, in time order: every failed one first (the newest of them if
@@ -451,17 +393,25 @@ fn listed(entries: Vec<Entry>, max: usize) -> Vec<Entry> {
         .collect()
 }
 
-/// Reads the captures and writes the report to `out`; returns how many exchanges it
-/// holds and the sources read.
-pub fn write_report(captures: &[PathBuf], out: &Path) -> Result<(usize, Vec<Source>), ReportError> {
-    let loaded = read_captures(captures)?;
-    let sources = loaded.sources.clone();
-    let (page, count) = render(loaded);
+/// Reads the captures ([`crate::record::captures`]: rotated files, merged by time, cut
+/// and corrupt lines skipped with a warning unless `strict`) and writes the report to
+/// `out`; returns how many exchanges it holds and the warnings.
+pub fn write_report(
+    captures: &[PathBuf],
+    strict: bool,
+    out: &Path,
+) -> Result<(usize, Vec<String>), ReportError> {
+    let capture = crate::record::captures(captures, strict)?;
+    let sources = Sources {
+        files: captures.iter().map(|p| p.display().to_string()).collect(),
+        warnings: capture.warnings.clone(),
+    };
+    let (page, count) = render(capture.records, sources);
     std::fs::write(out, page).map_err(|source| ReportError::Write {
         path: out.to_owned(),
         source,
     })?;
-    Ok((count, sources))
+    Ok((count, capture.warnings))
 }
 
 #[cfg(test)]
@@ -484,6 +434,7 @@ mod tests {
         response_headers.insert("x-amzn-requestid", "aws-req-1".parse().unwrap());
         Record {
             version: RECORD_VERSION,
+            replica: None,
             id: format!("{:032x}", time.len() + body.len() + status as usize),
             time: time.to_owned(),
             tenant: Some("d-1".to_owned()),
@@ -500,13 +451,11 @@ mod tests {
     }
 
     fn line(record: &Record) -> String {
-        let mut out = Vec::new();
-        crate::record::write_line(record, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        serde_json::to_string(record).unwrap()
     }
 
     #[test]
-    fn captures_merge_by_time_and_a_cut_last_line_is_left_out() {
+    fn captures_merge_by_time_and_a_cut_last_line_is_left_out_with_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.jsonl");
         let b = dir.path().join("b.jsonl");
@@ -520,11 +469,11 @@ mod tests {
         );
         let r2 = record(
             "2026-12-07T02:00:02.000000Z",
-            "CreateUser",
+            "DeleteUser",
             "forwarded",
-            r#"{"userName":"two"}"#,
-            201,
-            "{}",
+            "",
+            204,
+            "",
         );
         let r3 = record(
             "2026-12-07T02:00:03.000000Z",
@@ -538,17 +487,22 @@ mod tests {
         let whole = line(&r2);
         let mut file = std::fs::File::create(&b).unwrap();
         write!(file, "{whole}\n{}", &whole[..whole.len() / 2]).unwrap();
-        let loaded = read_captures(&[a.clone(), b.clone()]).unwrap();
-        let times: Vec<&str> = loaded.records.iter().map(|r| &r.time[17..19]).collect();
-        assert_eq!(times, ["01", "02", "03"]);
-        assert_eq!(loaded.sources[1].records, 1);
-        assert!(loaded.sources[1].cut_last_line);
-        assert!(!loaded.sources[0].cut_last_line);
-
-        // A bad line in the middle is not a cut: it is an error naming the line.
-        std::fs::write(&b, format!("not json\n{whole}\n")).unwrap();
-        let error = read_captures(&[b]).unwrap_err().to_string();
-        assert!(error.contains("b.jsonl:1"), "{error}");
+        let out = dir.path().join("report.html");
+        let (count, warnings) = write_report(&[a.clone(), b.clone()], false, &out).unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("b.jsonl:2") && warnings[0].contains("cut"),
+            "{warnings:?}"
+        );
+        let page = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            page.contains("b.jsonl:2"),
+            "the report says what it left out"
+        );
+        assert!(!page.contains("report-secret"));
+        let error = write_report(&[b], true, &out).unwrap_err().to_string();
+        assert!(error.contains("b.jsonl:2"), "{error}");
     }
 
     #[test]
@@ -584,7 +538,7 @@ mod tests {
         );
         let entries = entries(vec![rejected, duplicate, ok]);
         let json = serde_json::to_string(&entries).unwrap();
-        let summary = summarize(&entries, Vec::new());
+        let summary = summarize(&entries, Sources::default());
         assert_eq!(summary.total, 3);
         assert_eq!(summary.by_verdict["rejected"], 1);
         assert_eq!(summary.by_verdict["forwarded"], 2);
@@ -617,11 +571,7 @@ mod tests {
             ],
             "failures first, in time order"
         );
-        let page = render(Loaded {
-            records: Vec::new(),
-            sources: Vec::new(),
-        })
-        .0;
+        let page = render(Vec::new(), Sources::default()).0;
         assert!(page.contains("report-data"));
         assert!(!json.contains("report-secret"), "{json}");
     }

@@ -19,8 +19,9 @@ pub const MAX_SHOWN_BODY_BYTES: usize = 64 * 1024;
 /// At most 10,000 ids (oldest forgotten first): a few MiB at most.
 pub const MAX_KNOWN_NAMES: usize = 10_000;
 
-/// The admin's own view of secrets: the one redaction every output uses (tokens, cookies,
-/// passwords; PII hashed with `pii_salt`). Swapping in another redaction is this line.
+/// A record as every output redacts it: [`crate::redact`], THE one redaction (tokens,
+/// cookies, passwords, secrets quoted in free text; PII hashed with `pii_salt`), applied
+/// to a whole record as the recorder applies it.
 pub fn redacted(record: &mut Record, pii_salt: Option<&[u8]>) {
     crate::record::sanitize(record, pii_salt);
 }
@@ -88,6 +89,8 @@ pub struct Entry {
     pub seq: u64,
     pub id: String,
     pub time: String,
+    /// Which scimguard recorded it (`--replica-name`), when the capture says.
+    pub replica: Option<String>,
     pub tenant: Option<String>,
     pub operation: String,
     pub mode: String,
@@ -209,6 +212,7 @@ pub fn entry(
         seq,
         id: record.id.clone(),
         time: record.time.clone(),
+        replica: record.replica.clone(),
         tenant: record.tenant.clone(),
         operation: record.operation.clone(),
         mode: record.mode.clone(),
@@ -656,6 +660,7 @@ mod tests {
     fn record(operation: &str, verdict: &str, request: RecordedRequest) -> Record {
         Record {
             version: RECORD_VERSION,
+            replica: None,
             id: "00".repeat(16),
             time: "2026-12-07T02:00:00.000000Z".to_owned(),
             tenant: Some("d-1".to_owned()),

@@ -230,6 +230,7 @@ impl View {
         };
         let record = Record {
             version: RECORD_VERSION,
+            replica: None,
             id: exchange.id.text().as_str().to_owned(),
             time: crate::record::rfc3339_since(exchange.started),
             tenant: exchange.tenant.clone(),
@@ -511,6 +512,7 @@ mod tests {
         headers.insert("authorization", "Bearer view-secret".parse().unwrap());
         Record {
             version: RECORD_VERSION,
+            replica: None,
             id: format!("{id:032x}"),
             time: "2026-12-07T02:00:00.000000Z".to_owned(),
             tenant: Some("d-1".to_owned()),

@@ -806,7 +806,7 @@ fn report_leaves_out_a_cut_last_line_and_names_an_unreadable_capture() {
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
-    assert!(String::from_utf8_lossy(&made.stderr).contains("last line was cut"));
+    assert!(String::from_utf8_lossy(&made.stderr).contains("the last line is cut"));
     assert!(String::from_utf8_lossy(&made.stdout).contains("1 exchanges"));
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("user u-1 deleted"));

@@ -189,7 +189,7 @@
     var copyButton = el('button', { type: 'button', id: 'copy-curl' }, 'copy as curl');
     copyButton.addEventListener('click', function () { copy(entry.curl, copyButton); });
     var meta = el('table', { 'class': 'meta' });
-    [['id', entry.id], ['time', entry.time], ['tenant', entry.tenant], ['operation', entry.operation],
+    [['id', entry.id], ['time', entry.time], ['replica', entry.replica], ['tenant', entry.tenant], ['operation', entry.operation],
       ['mode', entry.mode], ['status', entry.status], ['throttle', entry.throttle], ['fault', entry.blame],
       ['subject', entry.subject ? entry.subject.kind + ' ' + entry.subject.name + (entry.subject.id ? ' (' + entry.subject.id + ')' : '') : null]
     ].forEach(function (pair) {
@@ -360,10 +360,11 @@
     $('live').hidden = true;
     $('status').textContent = 'report made ' + text(summary.made);
     $('exchanges-title').textContent = 'Every exchange, newest first';
-    $('sources').textContent = summary.sources.map(function (s) {
-      return s.file + ': ' + s.records + ' exchanges' + (s.cut_last_line ? ' (its last line was cut and left out)' : '');
-    }).join('; ') + (summary.first ? ' — from ' + summary.first + ' to ' + summary.last : '') +
-      (summary.listed < summary.total ? ' — the list below holds ' + summary.listed + ' of them: every failed one, then the newest' : '');
+    var warnings = summary.sources.warnings;
+    $('sources').textContent = 'Captures: ' + summary.sources.files.join(', ') +
+      (summary.first ? ' — from ' + summary.first + ' to ' + summary.last : '') +
+      (summary.listed < summary.total ? ' — the list below holds ' + summary.listed + ' of them: every failed one, then the newest' : '') +
+      (warnings.length ? ' — ' + warnings.length + ' line(s) left out: ' + warnings.join('; ') : '');
     var totals = [counter('exchanges', summary.total, 'total-exchanges')];
     VERDICTS.forEach(function (v) { totals.push(counter(v, summary.by_verdict[v] || 0, 'total-' + v)); });
     $('totals').replaceChildren.apply($('totals'), totals);
