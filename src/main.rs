@@ -103,10 +103,10 @@ fn run(args: RunArgs) -> ExitCode {
             (None, None) => {}
         }
         if let Some(admin) = admin {
+            say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
             if proxy.pipeline.view().is_some() {
                 say!("  Live view:     http://{admin}/");
             }
-            say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
             if let Some(login) = proxy.admin_auth.login_path() {
                 say!("  Admin login:   http://{admin}{login} (works once; or send the admin token as a bearer token)");
             }
