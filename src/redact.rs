@@ -32,9 +32,9 @@ pub const REDACTED: &str = "[REDACTED]";
 /// contains any part but `password` — `key`, `sig`, `auth`, `pass` and `pw` match none
 /// of userName, displayName, emails, addresses, x509Certificates, employeeNumber,
 /// costCenter, division, department, manager, members, meta, schemas, Operations…
-/// ([`tests::no_scim_attribute_is_secret_but_password`] holds this); of
+/// (the test `no_scim_attribute_is_secret_but_password` holds this); of
 /// ServiceProviderConfig's, `changePassword` holds only a boolean, which redaction
-/// leaves, and `authenticationSchemes` is let through by name ([`PLAIN_SCIM_NAMES`]). Nor do the
+/// leaves, and `authenticationSchemes` is let through by name (`PLAIN_SCIM_NAMES`). Nor do the
 /// headers every exchange carries (content-type, accept, user-agent, host,
 /// x-amzn-requestid, keep-alive…), nor SCIM's query parameters (filter, attributes,
 /// excludedAttributes, sortBy, sortOrder, startIndex, count, cursor).
