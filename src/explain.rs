@@ -108,6 +108,7 @@ pub fn to_json(exchange: &Exchange) -> serde_json::Value {
         },
         "hints": exchange.hints,
         "error": exchange.error,
+        "blame": exchange.blame.map(Blame::as_str),
         "throttle": exchange.throttle,
         "timings": {
             "total_us": exchange.started.elapsed().as_micros() as u64,

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`cli`], [`config`] | raw flags (clap) → one validated [`config::Config`] (file + env + flags) |
 //! | [`server`] | accept, TLS, HTTP/1.1 and h2, header timeout, graceful shutdown |
+//! | [`target`], [`unparsed`] | the request target's length and dot-segments; AWS-shaped answers to what hyper refuses |
 //! | [`pipeline`] | THE flow of one request: every phase, in order |
 //! | [`exchange`] | the per-request record the phases share |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
@@ -51,8 +52,10 @@ pub mod replay;
 pub mod rules;
 pub mod scim;
 pub mod server;
+pub mod target;
 pub mod throttle;
 pub mod tls;
+pub mod unparsed;
 pub mod upstream;
 pub mod verdict;
 

@@ -13,9 +13,10 @@ use scimguard::logging::LogFormat;
 use scimguard::{tls, Proxy, StartError};
 use tokio::net::TcpListener;
 
-/// mimalloc instead of glibc malloc: a proxied CreateUser allocates for its headers,
-/// its parsed body and its explanation, and glibc's malloc + free took 50k of its 243k
-/// instructions (callgrind); with mimalloc the request costs 204k.
+/// mimalloc instead of glibc malloc: every proxied request allocates for its headers,
+/// its parsed body and its explanation, on whichever worker thread runs it, and
+/// mimalloc's per-thread free lists serve that pattern with less work and less
+/// fragmentation than glibc's arenas.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

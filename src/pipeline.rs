@@ -4,7 +4,7 @@
 //! | # | phase     | here                                                                 |
 //! |---|-----------|----------------------------------------------------------------------|
 //! | 1 | accept    | [`crate::server`]: TCP → TLS → HTTP, one span per connection          |
-//! | 2 | capture   | [`capture_body`]: the body under a size cap (413 beyond)              |
+//! | 2 | capture   | [`crate::target::check`], then [`capture_body`] under a size cap (413) |
 //! | 3 | classify  | [`crate::scim::classify`]: method + path → `Operation`; query decoded |
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
@@ -181,6 +181,31 @@ impl Pipeline {
         response
     }
 
+    /// The answer to what hyper refused before it became a request ([`crate::unparsed`]):
+    /// AWS-shaped, with a request id, counted and logged like any request.
+    pub fn unparsed(&self, status: StatusCode) -> Vec<u8> {
+        let id = crate::exchange::RequestId::new();
+        let error = ScimError::new(status.as_u16(), crate::unparsed::detail(status));
+        let blame = crate::error::Blame::Client;
+        self.metrics.request("-", Outcome::Error.as_str());
+        self.metrics.error(blame);
+        let span = tracing::info_span!("request", id = %id);
+        span.in_scope(|| {
+            tracing::info!(
+                target: "scimguard::request",
+                method = "-",
+                path = "-",
+                operation = "-",
+                verdict = %Outcome::Error.as_str(),
+                status = status.as_u16(),
+                blame = %blame.as_str(),
+                error = error.detail.as_str(),
+                "request"
+            )
+        });
+        crate::unparsed::http1_answer(status, &id, &error)
+    }
+
     /// Notes the answer's status and gives it the request id, the outcome and the rules
     /// that fired, whoever made it.
     fn stamp(&self, exchange: &mut Exchange, mut response: Response<Body>) -> Response<Body> {
@@ -320,8 +345,9 @@ impl Pipeline {
         conn: ConnInfo,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
-        // 2. capture
+        // 2. capture: the target's own checks, then the body
         let (parts, body) = request.into_parts();
+        crate::target::check(&parts.uri)?;
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         if self.recorder.is_some() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -387,7 +413,7 @@ impl Pipeline {
         if batches.is_empty() {
             return Ok(first);
         }
-        Box::pin(self.forward_batches(&outbound, &classified.prefix, first, batches, exchange))
+        self.forward_batches(&outbound, &classified.prefix, first, batches, exchange)
             .await
     }
 
