@@ -186,6 +186,14 @@ pub fn query(query: &str) -> String {
     Redactor::new(None).query(query)
 }
 
+/// A request target (or URI) as shown: its query's secrets redacted ([`query`]).
+pub fn target(target: &str) -> String {
+    match target.split_once('?') {
+        Some((path, raw)) => format!("{path}?{}", query(raw)),
+        None => target.to_owned(),
+    }
+}
+
 /// `sha256:` and the first 16 hex digits (64 bits) of HMAC-SHA-256(salt, value):
 /// collisions within one capture are negligible (2^32 values for an even chance).
 pub fn pii_hash(value: &str, salt: &[u8]) -> String {
@@ -1105,6 +1113,11 @@ mod tests {
             "filter=userName%20eq%20%22b%22"
         );
         assert_eq!(query("token="), "token=");
+        assert_eq!(
+            target("http://h?access_token=t0k&count=1"),
+            "http://h?access_token=%5BREDACTED%5D&count=1"
+        );
+        assert_eq!(target("/Users"), "/Users");
     }
 
     #[test]
