@@ -71,7 +71,7 @@ fn run(args: RunArgs) -> ExitCode {
             addr: config.listen,
             source,
         })?;
-        let scheme = if config.tls.is_some() {
+        let scheme = if config.tls.is_some() || config.acme.is_some() {
             "https"
         } else {
             "http"
@@ -97,7 +97,16 @@ fn run(args: RunArgs) -> ExitCode {
         if let Some(admin) = admin {
             say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
         }
+        if let Some(acme) = &config.acme {
+            say!(
+                "  ACME:          certificates for {} from {} (TLS-ALPN-01: the CA must reach this port directly, not through a TLS-terminating load balancer)",
+                acme.domains.join(", "),
+                acme.directory
+            );
+        }
+        let reloads = tokio::spawn(reload_on_hangup(proxy.reloader.clone()));
         proxy.serve(listener, shutdown_signal()).await;
+        reloads.abort();
         Ok::<(), StartError>(())
     });
     match result {
@@ -179,6 +188,24 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("signal received");
+}
+
+/// Re-reads the certificate and token files on every SIGHUP.
+async fn reload_on_hangup(reloader: scimguard::Reloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading");
+            reloader.reload();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// `scimguard parse filter|path EXPR`: exit 0 when it parses, 1 when not.

@@ -17,6 +17,7 @@
 //! | `scimguard_throttle_wait_seconds` | histogram | |
 //! | `scimguard_throttle_queue_depth` | gauge | |
 //! | `scimguard_recording_drops_total` | counter | |
+//! | `scimguard_certificate_expiry_timestamp_seconds` | gauge | |
 //!
 //! Labels are bounded sets: operation names, verdicts, rule ids from the loaded rules,
 //! HTTP statuses. Tenants are never a label (clients choose them, so they are unbounded).
@@ -68,6 +69,8 @@ struct Inner {
     throttle_wait: Histogram,
     queue_depth: Gauge,
     drops: Counter,
+    /// The served certificate's notAfter (Unix seconds); 0 while none is served.
+    certificate_expiry: Gauge,
     /// Read at every render, so the gauge is current when scraped.
     queue_depth_source: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -119,6 +122,7 @@ impl Metrics {
         let throttle_wait = Histogram::new(WAIT_BUCKETS);
         let queue_depth = Gauge::default();
         let drops = Counter::default();
+        let certificate_expiry = Gauge::default();
         registry.register(
             "requests",
             "Requests answered, by SCIM operation and verdict (forwarded, rewritten, rejected, error, or what the pipeline names)",
@@ -164,6 +168,11 @@ impl Metrics {
             "Exchanges the recorder dropped because its buffer was full",
             drops.clone(),
         );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the HTTPS listener's certificate expires (its notAfter, Unix seconds); alert well before it",
+            certificate_expiry.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -176,6 +185,7 @@ impl Metrics {
                 throttle_wait,
                 queue_depth,
                 drops,
+                certificate_expiry,
                 queue_depth_source: OnceLock::new(),
             }),
         }
@@ -251,6 +261,11 @@ impl Metrics {
     /// One exchange the recorder dropped.
     pub fn record_drop(&self) {
         self.inner.drops.inc();
+    }
+
+    /// The HTTPS listener now serves a certificate valid until `not_after` (Unix seconds).
+    pub fn certificate_expiry(&self, not_after: i64) {
+        self.inner.certificate_expiry.set(not_after);
     }
 
     /// The exposition: OpenMetrics text, served as [`CONTENT_TYPE`].

@@ -66,6 +66,10 @@ pub struct Pipeline {
     recorder: Option<Recorder>,
     /// `--explain-log`: one JSON explanation per exchange.
     explain_log: Option<crate::explain::ExplainLog>,
+    /// Token isolation ([`crate::auth`]), when configured.
+    tokens: Option<Arc<crate::auth::TokenIsolation>>,
+    /// `--trusted-proxies`: whose `X-Forwarded-For` is kept.
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -112,7 +116,15 @@ impl Pipeline {
             readiness,
             recorder,
             explain_log,
+            tokens: config.token_isolation.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         })
+    }
+
+    /// The credentials a call to the upstream on behalf of a request carries: the AWS
+    /// token under token isolation, else the request's own `Authorization`.
+    pub fn upstream_credentials(&self, request_headers: &HeaderMap) -> Option<HeaderValue> {
+        crate::auth::upstream_credentials(self.tokens.as_deref(), request_headers)
     }
 
     /// Flushes and closes the capture and the explanation log: call after the server
@@ -270,6 +282,11 @@ impl Pipeline {
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
         let (parts, body) = request.into_parts();
+        // Token isolation: before the body is read or judged (crate::auth).
+        if let Some(refusal) = crate::auth::refusal(self.tokens.as_deref(), &parts.headers) {
+            exchange.verdict = "unauthorized";
+            return Ok(scim_response(&refusal));
+        }
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         if self.recorder.is_some() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -363,6 +380,7 @@ impl Pipeline {
             .clone();
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);
+        crate::auth::swap_token(self.tokens.as_deref(), &mut headers);
         // The client's Host names this proxy; the upstream's replaces it.
         let original_host = headers.insert(HOST, self.upstream.host().clone());
         // The whole body is already here, so there is nothing left to wait for.
@@ -371,6 +389,7 @@ impl Pipeline {
             add_forwarded_headers(
                 &mut headers,
                 conn,
+                &self.trusted_proxies,
                 original_host.or_else(|| authority_of(&parts.uri)),
             );
         }
@@ -661,9 +680,23 @@ fn authority_of(uri: &http::Uri) -> Option<HeaderValue> {
 }
 
 /// X-Forwarded-For gets the client's address appended (it may already list earlier hops).
-fn add_forwarded_headers(headers: &mut http::HeaderMap, conn: ConnInfo, host: Option<HeaderValue>) {
+/// Earlier hops are kept only when the peer is one of `--trusted-proxies`: anyone else
+/// could write any address there.
+fn add_forwarded_headers(
+    headers: &mut http::HeaderMap,
+    conn: ConnInfo,
+    trusted_proxies: &[ipnet::IpNet],
+    host: Option<HeaderValue>,
+) {
     let client_ip = conn.remote.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let peer_trusted = trusted_proxies
+        .iter()
+        .any(|net| net.contains(&conn.remote.ip()));
+    let earlier = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| peer_trusted);
+    let forwarded_for = match earlier {
         Some(earlier) => format!("{earlier}, {client_ip}"),
         None => client_ip,
     };
