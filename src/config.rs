@@ -816,4 +816,52 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn acme_settings_are_checked_and_named() {
+        let acme = |domains: &[&str], cache: bool| RunArgs {
+            acme_domain: domains.iter().map(|d| d.to_string()).collect(),
+            acme_cache: cache.then(|| PathBuf::from("/var/lib/scimguard/acme")),
+            ..RunArgs::default()
+        };
+        let cfg =
+            Config::merge(&acme(&["SCIM.Example.com."], true), FileConfig::default()).unwrap();
+        let settings = cfg.acme.unwrap();
+        assert_eq!(settings.domains, ["scim.example.com"]);
+        assert_eq!(
+            settings.directory,
+            crate::tls::acme::LETS_ENCRYPT_PRODUCTION
+        );
+        for (args, named) in [
+            (acme(&["scim.example.com"], false), "--acme-cache"),
+            (acme(&["*.example.com"], true), "--acme-domain"),
+            (acme(&["10.0.0.1"], true), "--acme-domain"),
+            (
+                RunArgs {
+                    acme_directory: Some("http://ca.example/dir".into()),
+                    ..acme(&["scim.example.com"], true)
+                },
+                "--acme-directory",
+            ),
+            (
+                RunArgs {
+                    acme_contact: vec!["ops@example.com".into()],
+                    ..acme(&["scim.example.com"], true)
+                },
+                "--acme-contact",
+            ),
+            (
+                RunArgs {
+                    trusted_proxies: vec!["10.0.0.0/33".into()],
+                    ..RunArgs::default()
+                },
+                "--trusted-proxies",
+            ),
+        ] {
+            let err = Config::merge(&args, FileConfig::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named) && err.contains("Fix:"), "{err}");
+        }
+    }
 }
