@@ -218,7 +218,7 @@ impl Acme {
             Err(e) => Err(e),
         };
         served.clear_challenges();
-        let status = status?;
+        let status = status.map_err(|e| self.validation_failure(e))?;
         if status != OrderStatus::Ready {
             return Err(self.invalid_order(&mut order, status).await);
         }
@@ -277,6 +277,30 @@ impl Acme {
             challenge.set_ready().await?;
         }
         Ok(())
+    }
+
+    /// A failure while the CA validated the challenges, naming the names; the CA's
+    /// verdict on the handshake (RFC 8555 §6.7 `connection`, `tls`, `unauthorized`,
+    /// `incorrectResponse`, `dns`, `caa`) marks it as a validation failure.
+    fn validation_failure(&self, e: instant_acme::Error) -> AcmeFailure {
+        const VALIDATION_PROBLEMS: [&str; 6] = [
+            ":connection",
+            ":tls",
+            ":unauthorized",
+            ":incorrectResponse",
+            ":dns",
+            ":caa",
+        ];
+        let validation = matches!(&e, instant_acme::Error::Api(problem)
+            if problem.r#type.as_deref().is_some_and(|t| VALIDATION_PROBLEMS.iter().any(|v| t.ends_with(v))));
+        AcmeFailure {
+            message: format!(
+                "validating {}: {}",
+                self.settings.domains.join(", "),
+                AcmeFailure::from(e).message
+            ),
+            validation,
+        }
     }
 
     /// The failure of an order that did not become ready, with each challenge's problem.
@@ -582,6 +606,33 @@ mod tests {
             back_off(2, Some(now - Duration::from_secs(5)), now),
             Duration::from_secs(120)
         );
+    }
+
+    #[test]
+    fn renewal_starts_when_a_third_of_the_lifetime_is_left() {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let day = 86_400;
+        let lasting = |from: i64, to: i64| {
+            let mut params = CertificateParams::new(vec!["a.example".to_owned()]).unwrap();
+            params.not_before = time::OffsetDateTime::from_unix_timestamp(from).unwrap();
+            params.not_after = time::OffsetDateTime::from_unix_timestamp(to).unwrap();
+            let key = KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+            served::certified_key(vec![cert.der().clone()], der).unwrap()
+        };
+        // 90 days, 10 of them gone: renew in 50 days (30 before the end).
+        let wait = renewal_wait(&lasting(now - 10 * day, now + 80 * day)).unwrap();
+        let expected = Duration::from_secs(50 * day as u64);
+        assert!(
+            wait <= expected && wait > expected - Duration::from_secs(60),
+            "{wait:?}"
+        );
+        // 90 days, 70 of them gone: renew now.
+        assert_eq!(renewal_wait(&lasting(now - 70 * day, now + 20 * day)), None);
     }
 
     #[test]

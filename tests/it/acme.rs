@@ -258,3 +258,41 @@ fn cached_directory(cache: &Path) -> String {
         .trim()
         .to_owned()
 }
+
+#[tokio::test]
+async fn a_failed_validation_is_logged_with_the_problem_document_and_the_load_balancer_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::mint();
+    // pebble validates on a port where nothing answers, as when a load balancer in
+    // front does not pass the handshake through.
+    let Some(pebble) = Pebble::start(dir.path(), &pki, free_port()).await else {
+        return;
+    };
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let proxy = scimguard(
+        free_port(),
+        &dir.path().join("acme"),
+        &pebble.directory,
+        &pki.ca,
+        &upstream.url(),
+    );
+    let mut stderr = String::new();
+    for _ in 0..150 {
+        stderr = proxy.stderr_text();
+        if stderr.contains("validation failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("validation failed"))
+        .unwrap_or_else(|| panic!("no failure logged: {stderr}"));
+    assert!(line.contains("urn:ietf:params:acme:error:"), "{line}");
+    assert!(
+        line.contains(NAME) && line.contains("load balancer"),
+        "{line}"
+    );
+    assert!(line.contains("retry_in_s=60"), "{line}");
+    proxy.stop().await;
+}
