@@ -5,6 +5,7 @@ mod acme;
 mod auth;
 mod cli;
 mod debugging;
+mod deployment;
 mod emulator;
 #[allow(dead_code)] // until the browser and Redis tests call it
 mod external;
