@@ -116,7 +116,12 @@ pub struct Proxy {
 pub struct Reloader {
     tls: Option<Arc<tls::ListenerTls>>,
     tokens: Option<Arc<auth::TokenIsolation>>,
+    rules: Option<(Arc<Pipeline>, Arc<RulesSource>)>,
 }
+
+/// Reads the rules again, as start-up did (`--rules`, the config file's `[rules]`,
+/// `--rule`); the message says why they cannot be used.
+pub type RulesSource = dyn Fn() -> Result<rules::RuleSet, String> + Send + Sync;
 
 impl Reloader {
     /// Reloads everything; returns whether all of it loaded.
@@ -133,6 +138,22 @@ impl Reloader {
                 }
             }
         }
+        if let Some((pipeline, source)) = &self.rules {
+            match source() {
+                Ok(rules) => {
+                    let count = rules.rules().len();
+                    pipeline.replace_rules(rules);
+                    tracing::info!(
+                        rules = count,
+                        "reload: rules re-read; new requests are judged by them"
+                    );
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = %e, "reload: the new rules were refused; the rules in effect are kept");
+                }
+            }
+        }
         if let Some(tokens) = &self.tokens {
             match tokens.reload() {
                 Ok(()) => tracing::info!("reload: token files re-read"),
@@ -143,6 +164,13 @@ impl Reloader {
             }
         }
         ok
+    }
+
+    /// Also re-reads the proxy's rules from `source` on reload. (The embedded
+    /// emulator keeps the rules it started with.)
+    pub fn with_rules(mut self, pipeline: Arc<Pipeline>, source: Arc<RulesSource>) -> Self {
+        self.rules = Some((pipeline, source));
+        self
     }
 
     /// The listener's certificate source, when it serves HTTPS.
@@ -265,6 +293,7 @@ impl Proxy {
             reloader: Reloader {
                 tls: listener_tls,
                 tokens: config.token_isolation.clone(),
+                rules: None,
             },
             options: ServerOptions {
                 tls,

@@ -104,7 +104,16 @@ fn run(args: RunArgs) -> ExitCode {
                 acme.directory
             );
         }
-        let reloads = tokio::spawn(reload_on_hangup(proxy.reloader.clone()));
+        let rules_source = move || {
+            Config::from_run_args(&args)
+                .map(|config| config.rules)
+                .map_err(|e| e.to_string())
+        };
+        let reloader = proxy
+            .reloader
+            .clone()
+            .with_rules(proxy.pipeline.clone(), std::sync::Arc::new(rules_source));
+        let reloads = tokio::spawn(reload_on_hangup(reloader));
         proxy.serve(listener, shutdown_signal()).await;
         reloads.abort();
         Ok::<(), StartError>(())

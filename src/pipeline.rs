@@ -63,7 +63,9 @@ pub struct Pipeline {
     upstream: Upstream,
     limits: Limits,
     forwarded_headers: bool,
-    rules: RuleSet,
+    /// Swapped whole by [`Pipeline::replace_rules`] (SIGHUP); a request keeps the set it
+    /// started with.
+    rules: std::sync::RwLock<Arc<RuleSet>>,
     mode: Mode,
     /// `None` when `--rate 0` turned local throttling off.
     throttle: Option<Throttle>,
@@ -126,7 +128,7 @@ impl Pipeline {
             upstream,
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
-            rules: config.rules.clone(),
+            rules: std::sync::RwLock::new(Arc::new(config.rules.clone())),
             mode: config.mode,
             throttle,
             metrics,
@@ -136,6 +138,23 @@ impl Pipeline {
             tokens: config.token_isolation.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
         })
+    }
+
+    /// The rules in effect.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `rules` in effect for every request that starts from now on.
+    pub fn replace_rules(&self, rules: RuleSet) {
+        self.readiness.rules_loaded(!rules.rules().is_empty());
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(rules);
     }
 
     /// The credentials a call to the upstream on behalf of a request carries: the AWS
@@ -206,7 +225,7 @@ impl Pipeline {
                 detail: exchange.aws_detail.as_deref(),
                 aws_request_id: exchange.aws_request_id.as_deref(),
             };
-            exchange.hints = self.rules.hints(&exchange.findings, answer);
+            exchange.hints = self.rules().hints(&exchange.findings, answer);
         }
         self.count(exchange);
         crate::explain::log(exchange);
@@ -342,7 +361,7 @@ impl Pipeline {
 
         // 3–5. classify, check, decide
         let judgement = verdict::judge(
-            &self.rules,
+            &self.rules(),
             self.mode,
             outbound.method.as_str(),
             outbound.path_and_query.as_str(),

@@ -105,3 +105,76 @@ async fn sighup_swaps_the_served_certificate_and_keeps_it_when_the_new_one_is_ba
     let stderr = proxy.stop().await;
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn sighup_rereads_the_rules_and_refuses_a_broken_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scimguard.toml");
+    let actions = |action: &str| format!("[rules.actions]\n\"user.required\" = \"{action}\"\n");
+    std::fs::write(&config, actions("reject")).unwrap();
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let proxy = RunningBinary::start(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream.url(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let banner = proxy.stdout_line("scimguard listening on").await;
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    // No displayName, givenName or familyName: user.required fires.
+    let create = || {
+        Request::post(format!("{url}/scim/v2/Users"))
+            .header("content-type", "application/scim+json")
+            .body(Full::new(Bytes::from_static(br#"{"userName":"jdoe"}"#)))
+            .unwrap()
+    };
+    let verdict =
+        |headers: &http::HeaderMap| headers["x-scimguard-verdict"].to_str().unwrap().to_owned();
+    let (status, headers, _, _) = send(&http_client(), create()).await;
+    assert_eq!(
+        (status.as_u16(), verdict(&headers).as_str()),
+        (400, "rejected")
+    );
+
+    std::fs::write(&config, actions("warn")).unwrap();
+    proxy.signal("HUP");
+    let mut forwarded = false;
+    for _ in 0..50 {
+        let (status, headers, _, _) = send(&http_client(), create()).await;
+        if status == 201 && verdict(&headers) == "forwarded" {
+            forwarded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        forwarded,
+        "the new action is not in effect: {}",
+        proxy.stderr_text()
+    );
+
+    // A broken config is refused; the rules in effect stay.
+    std::fs::write(&config, "[rules.actions]\n\"no.such.rule\" = \"off\"\n").unwrap();
+    proxy.signal("HUP");
+    for _ in 0..50 {
+        if proxy.stderr_text().contains("new rules were refused") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stderr = proxy.stderr_text();
+    assert!(
+        stderr.contains("new rules were refused") && stderr.contains("no.such.rule"),
+        "{stderr}"
+    );
+    let (status, _, _, _) = send(&http_client(), create()).await;
+    assert_eq!(status, 201);
+    proxy.stop().await;
+}
