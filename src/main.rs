@@ -103,6 +103,12 @@ fn run(args: RunArgs) -> ExitCode {
                 acme.domains.join(", "),
                 acme.directory
             );
+            if local.port() != 443 {
+                say!(
+                    "  ACME:          the CA validates on port 443 of each name; forward 443 to port {} as TCP (not TLS)",
+                    local.port()
+                );
+            }
         }
         let rules_source = move || {
             Config::from_run_args(&args)
