@@ -109,6 +109,13 @@ impl TokenIsolation {
         found.into()
     }
 
+    /// The AWS token alone, for the embedded emulator standing in for AWS.
+    pub(crate) fn upstream_token(&self) -> String {
+        let value = self.upstream_authorization();
+        let text = value.to_str().unwrap_or_default();
+        text.strip_prefix("Bearer ").unwrap_or(text).to_owned()
+    }
+
     /// `Bearer <AWS token>`, for whatever calls the upstream.
     pub fn upstream_authorization(&self) -> HeaderValue {
         self.current().upstream.clone()

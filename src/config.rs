@@ -300,6 +300,7 @@ impl Config {
         let acme = acme_settings(args, &file, has_tls_files)?;
         let token_isolation = token_isolation(args, &file)?;
         let trusted_proxies = trusted_proxies(args, &file)?;
+        let emulator_token_given = args.token.is_some() || file.emulator.token.is_some();
         let listen = match (args.listen, file.listen) {
             (Some(addr), _) => addr,
             (None, Some(raw)) => raw.parse().map_err(|e| {
@@ -429,6 +430,14 @@ impl Config {
             state_file: args.state.clone().or(file.emulator.state),
             rate: file.emulator.rate.unwrap_or(crate::emulator::DEFAULT_RATE),
         };
+
+        // Token isolation in front of the embedded emulator: it expects the token
+        // scimguard sends upstream, unless told otherwise.
+        let mut emulator = emulator;
+        if let (None, Some(isolation), false) = (&upstream, &token_isolation, emulator_token_given)
+        {
+            emulator.token = isolation.upstream_token();
+        }
 
         let section = file.throttle;
         let throttle = ThrottleConfig {

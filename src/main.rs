@@ -87,7 +87,12 @@ fn run(args: RunArgs) -> ExitCode {
                     embedded.addr
                 );
                 say!("  SCIM endpoint: {scheme}://{local}{}", emulator.base_path());
-                say!("  Bearer token:  {}", emulator.token());
+                if config.token_isolation.is_some() {
+                    // The emulator's token is the isolated upstream token: never shown.
+                    say!("  Bearer token:  one of the tokens in --client-token-file");
+                } else {
+                    say!("  Bearer token:  {}", emulator.token());
+                }
                 if let Some(state) = emulator.state_file() {
                     say!("  State file:    {}", state.display());
                 }

@@ -111,3 +111,48 @@ async fn client_tokens_are_checked_first_and_the_aws_token_goes_upstream_and_now
         }
     }
 }
+
+#[tokio::test]
+async fn in_front_of_the_embedded_emulator_the_isolated_token_is_the_emulators_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let client_file = dir.path().join("client-tokens");
+    let upstream_file = dir.path().join("aws-token");
+    std::fs::write(&client_file, format!("{CLIENT_TOKEN}\n")).unwrap();
+    std::fs::write(&upstream_file, format!("{AWS_TOKEN}\n")).unwrap();
+    let proxy = RunningBinary::start(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--client-token-file",
+        client_file.to_str().unwrap(),
+        "--upstream-token-file",
+        upstream_file.to_str().unwrap(),
+    ]);
+    let endpoint = proxy.stdout_line("SCIM endpoint:").await;
+    let endpoint = endpoint.split_whitespace().last().unwrap().to_owned();
+    let token_line = proxy.stdout_line("Bearer token:").await;
+    assert!(token_line.contains("--client-token-file"), "{token_line}");
+    let addr = listening_addr(&proxy.stdout_line("scimguard listening on").await);
+    let path = endpoint.trim_start_matches(&format!("http://{addr}"));
+
+    let user =
+        r#"{"userName":"jdoe","displayName":"J Doe","name":{"givenName":"J","familyName":"Doe"}}"#;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = raw_exchange(
+        &mut tcp,
+        &format!(
+            "POST {path}/Users HTTP/1.1\r\nHost: scim\r\nAuthorization: Bearer {CLIENT_TOKEN}\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{user}",
+            user.len()
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let stdout = proxy.stdout.lock().unwrap().join("\n");
+    let stderr = proxy.stop().await;
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains(AWS_TOKEN) && !text.contains(CLIENT_TOKEN),
+            "{text}"
+        );
+    }
+}
