@@ -34,6 +34,16 @@ impl Drop for RunningProgram {
 impl Pebble {
     /// Starts challtestsrv and pebble, pebble validating TLS-ALPN-01 on `tls_port`.
     async fn start(dir: &Path, pki: &TestPki, tls_port: u16) -> Option<Self> {
+        Self::start_issuing_for(dir, pki, tls_port, None).await
+    }
+
+    /// Like [`Pebble::start`], its certificates valid for `validity_s` seconds.
+    async fn start_issuing_for(
+        dir: &Path,
+        pki: &TestPki,
+        tls_port: u16,
+        validity_s: Option<u64>,
+    ) -> Option<Self> {
         let pebble = crate::external::program("pebble", "pebble")?;
         let challtestsrv = crate::external::program("pebble-challtestsrv", "pebble")?;
         let dns_port = free_port();
@@ -60,7 +70,7 @@ impl Pebble {
             .expect("pebble-challtestsrv starts");
         let dns = RunningProgram(dns);
         let (listen, management) = (free_port(), free_port());
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{listen}"),
                 "managementListenAddress": format!("127.0.0.1:{management}"),
@@ -72,6 +82,9 @@ impl Pebble {
                 "externalAccountBindingRequired": false
             }
         });
+        if let Some(seconds) = validity_s {
+            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
         let config_path = dir.join("pebble.json");
         std::fs::write(&config_path, config.to_string()).unwrap();
         let server = std::process::Command::new(pebble)
@@ -294,5 +307,65 @@ async fn a_failed_validation_is_logged_with_the_problem_document_and_the_load_ba
         "{line}"
     );
     assert!(line.contains("retry_in_s=60"), "{line}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn renewal_swaps_the_certificate_ahead_of_expiry_without_dropping_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::mint();
+    let port = free_port();
+    // 15-second certificates: renewal is due when 5 s are left, 10 s after issuance.
+    let Some(pebble) = Pebble::start_issuing_for(dir.path(), &pki, port, Some(15)).await else {
+        return;
+    };
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let proxy = scimguard(
+        port,
+        &dir.path().join("acme"),
+        &pebble.directory,
+        &pki.ca,
+        &upstream.url(),
+    );
+    let root = pebble.root(&pki).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let first = trusted_certificate(addr, &root, &proxy).await;
+
+    // An HTTP/1.1 keep-alive connection opened on the first certificate.
+    let tls = tls_connect(addr, NAME, &root).await.unwrap();
+    let (mut open, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let get = || {
+        Request::get("/scim/v2/Users/u-1")
+            .header("host", NAME)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(open.send_request(get()).await.unwrap().status(), 201);
+
+    // Requests keep flowing on it meanwhile (an idle one would meet the server's
+    // keep-alive timeout, which is not what this test is about).
+    let mut renewed = None;
+    for _ in 0..100 {
+        assert_eq!(open.send_request(get()).await.unwrap().status(), 201);
+        if let Ok(leaf) = served_certificate(addr, NAME, &root).await {
+            let serial = serial_of(&leaf);
+            if serial != first {
+                renewed = Some(serial);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        renewed.is_some(),
+        "no renewal within 25 s: {}",
+        proxy.stderr_text()
+    );
+    // The connection opened before the renewal still serves requests.
+    assert_eq!(open.send_request(get()).await.unwrap().status(), 201);
     proxy.stop().await;
 }
