@@ -204,6 +204,8 @@ impl Acme {
 
     /// One order, from account to certificate; the new chain and key are cached.
     async fn order(&self, served: &ServedCert) -> Result<CertifiedKey, AcmeFailure> {
+        // Only this order's refusals may set the next wait.
+        self.http.take_retry_after();
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = self
             .settings
@@ -638,6 +640,88 @@ mod tests {
         );
         // 90 days, 70 of them gone: renew now.
         assert_eq!(renewal_wait(&lasting(now - 70 * day, now + 20 * day)), None);
+    }
+
+    /// A CA with a directory and nonces that refuses every account with 429,
+    /// `Retry-After: 7200` and a problem document.
+    async fn rate_limiting_ca(dir: &Path) -> (String, PathBuf) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, made.cert.pem()).unwrap();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(super::super::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut request = [0u8; 8192];
+                let read = tls.read(&mut request).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&request[..read]).into_owned();
+                let base = format!("https://localhost:{port}");
+                let answer = if head.starts_with("GET /directory") {
+                    let directory = format!(
+                        r#"{{"newNonce":"{base}/nonce","newAccount":"{base}/account","newOrder":"{base}/order","revokeCert":"{base}/revoke","keyChange":"{base}/key"}}"#
+                    );
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{directory}",
+                        directory.len()
+                    )
+                } else if head.contains(" /nonce ") {
+                    "HTTP/1.1 200 OK\r\nReplay-Nonce: bm9uY2U\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                } else {
+                    let problem = r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new registrations recently","status":429}"#;
+                    format!(
+                        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7200\r\nReplay-Nonce: bm9uY2U\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{problem}",
+                        problem.len()
+                    )
+                };
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (format!("https://localhost:{port}/directory"), ca)
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_reported_with_its_problem_document_and_its_retry_after_is_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let (directory, ca) = rate_limiting_ca(dir.path()).await;
+        let acme = Acme::new(AcmeSettings {
+            domains: vec!["scim.example.com".into()],
+            contact: vec![],
+            cache: dir.path().join("cache"),
+            directory,
+            extra_ca: Some(ca),
+        })
+        .unwrap();
+        let failure = acme.order(&ServedCert::default()).await.unwrap_err();
+        assert!(
+            failure
+                .message
+                .contains("urn:ietf:params:acme:error:rateLimited")
+                && failure
+                    .message
+                    .contains("too many new registrations recently"),
+            "{}",
+            failure.message
+        );
+        assert!(!failure.validation);
+        let now = SystemTime::now();
+        let wait = back_off(1, acme.http.take_retry_after(), now);
+        assert!(
+            wait > Duration::from_secs(7100) && wait <= Duration::from_secs(7200),
+            "the CA's Retry-After beats the 60 s back-off: {wait:?}"
+        );
     }
 
     #[test]
