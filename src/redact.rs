@@ -236,7 +236,14 @@ fn scan_text_collecting(text: &str, found: &mut Vec<String>) -> Option<String> {
             continue;
         }
         let end = literal_end(bytes, i);
-        let name = &text[i + 1..end.saturating_sub(1).max(i + 1)];
+        // An unclosed literal runs to the end of the text, which may end inside a
+        // multi-byte character's neighbour: only a closing quote is cut off.
+        let name_end = if end > i + 1 && bytes[end - 1] == b'"' {
+            end - 1
+        } else {
+            end
+        };
+        let name = &text[i + 1..name_end];
         let mut j = end;
         while j < bytes.len() && bytes[j].is_ascii_whitespace() {
             j += 1;
@@ -1154,6 +1161,9 @@ mod tests {
             assert_eq!(out.as_deref().unwrap_or(body), kept, "{body}");
         }
         assert_eq!(scan_text(r#"{"a":"b"}"#), None);
+        // An unclosed name ending in a multi-byte character (found by proptest).
+        assert_eq!(scan_text("\\u\"\u{a51}"), None);
+        assert_eq!(scan_text("\"pass\u{e9}"), None);
         assert_eq!(scan_text(r#"""#), None);
         assert_eq!(scan_text(r#""password":"#), None);
     }
