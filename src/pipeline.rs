@@ -54,7 +54,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
-/// `forwarded`, `rewritten` or `rejected`, on every response.
+/// The [`Outcome`] (`forwarded`, `rewritten`, `rejected`, `throttled` or `error`), on
+/// every response.
 pub static VERDICT_HEADER: HeaderName = HeaderName::from_static("x-scimguard-verdict");
 /// The ids of the rules that fired (in observe mode too), when any did.
 pub static RULES_HEADER: HeaderName = HeaderName::from_static("x-scimguard-rules");
