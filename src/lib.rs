@@ -23,6 +23,7 @@
 //! | [`logging`] | buffered log output: a copy per line, not a system call |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
 //! | [`rules`], [`verdict`] | AWS's constraints as data; findings × mode → verdict |
+//! | [`repair`] | what AWS refuses (members replace, remove-all, PUT /Groups) → read members, diff, batches |
 //! | [`emulator`] | the embedded AWS SCIM service: the default upstream |
 //! | [`tls`] | listener and upstream TLS, self-signed certificates |
 //! | [`error`] | errors that end a request, with whose fault they are |
@@ -46,6 +47,7 @@ pub mod metrics;
 pub mod offline;
 pub mod pipeline;
 pub mod record;
+pub mod repair;
 pub mod replay;
 pub mod rules;
 pub mod scim;

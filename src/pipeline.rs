@@ -32,6 +32,7 @@ use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
 use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, Timings};
+use crate::repair::Repairer;
 use crate::rules::context::{Batch, BatchTarget};
 use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
@@ -66,6 +67,8 @@ pub struct Pipeline {
     recorder: Option<Recorder>,
     /// `--explain-log`: one JSON explanation per exchange.
     explain_log: Option<crate::explain::ExplainLog>,
+    /// Repairs of group changes AWS refuses, and the per-group locks.
+    repairer: Repairer,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -112,6 +115,7 @@ impl Pipeline {
             readiness,
             recorder,
             explain_log,
+            repairer: Repairer::new(config.repair),
         })
     }
 
@@ -303,6 +307,18 @@ impl Pipeline {
         exchange.operation = Some(classified.operation);
         exchange.findings = judgement.evaluation.findings;
         exchange.verdict = verdict.label();
+        let _group = (self.repairer)
+            .serialise(
+                &outbound.tenant,
+                classified.operation,
+                classified.id.as_deref(),
+            )
+            .await;
+        let rejected = matches!(verdict, Verdict::Reject(_));
+        if !rejected && (self.repairer).wanted(self.mode, classified.operation, &exchange.findings)
+        {
+            return Ok(Box::pin(self.repair(&outbound, &classified, &body, exchange)).await);
+        }
         match verdict {
             Verdict::Forward => {
                 let headers = std::mem::take(&mut outbound.headers);
@@ -350,6 +366,33 @@ impl Pipeline {
                     .await
             }
         }
+    }
+
+    /// Phase 6 for a change AWS refuses: [`crate::repair`] reads the group's members and
+    /// sends the adds and removes AWS takes, each request through [`Self::send`].
+    async fn repair(
+        &self,
+        outbound: &Outbound,
+        classified: &crate::scim::Classified,
+        body: &Bytes,
+        exchange: &mut Exchange,
+    ) -> Response<Body> {
+        exchange.verdict = "rewritten";
+        let job = crate::repair::Job {
+            operation: classified.operation,
+            prefix: &classified.prefix,
+            group_id: classified.id.as_deref().unwrap_or_default(),
+            body,
+        };
+        let mut findings = std::mem::take(&mut exchange.findings);
+        let mut io = RepairSend {
+            pipeline: self,
+            outbound,
+            exchange,
+        };
+        let response = self.repairer.run(&mut io, job, &mut findings).await;
+        exchange.findings = findings;
+        response
     }
 
     /// Checks the request target and prepares the headers for the upstream: hop-by-hop
@@ -587,6 +630,32 @@ impl Pipeline {
             Some(last) if !created => last,
             _ => first,
         })
+    }
+}
+
+/// A repair's way to the upstream: [`Pipeline::send`] with the request's headers.
+struct RepairSend<'a> {
+    pipeline: &'a Pipeline,
+    outbound: &'a Outbound,
+    exchange: &'a mut Exchange,
+}
+
+impl crate::repair::RepairIo for RepairSend<'_> {
+    async fn send(
+        &mut self,
+        method: Method,
+        target: String,
+        body: Option<Vec<u8>>,
+        class: OpClass,
+    ) -> Result<Response<Body>, Error> {
+        let target = PathAndQuery::try_from(target)
+            .map_err(|e| ErrorKind::Internal(format!("cannot build a repair request: {e}")))?;
+        let key = (self.outbound.tenant.as_str(), class);
+        let body = Bytes::from(body.unwrap_or_default());
+        let headers = self.outbound.headers.clone();
+        (self.pipeline)
+            .send(&method, &target, headers, body, true, key, self.exchange)
+            .await
     }
 }
 

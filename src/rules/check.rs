@@ -16,6 +16,9 @@ pub enum Check {
     // ---- any operation -------------------------------------------------------------
     /// The operation itself is not supported (Bulk, Me, Search, PutGroup).
     UnsupportedOperation,
+    /// PUT /Groups/{id}, which AWS lacks: fix = the repair of `src/repair` (read the
+    /// group's members, send PATCHes).
+    PutGroup,
     /// A path scimguard does not recognise as a SCIM endpoint.
     UnknownEndpoint,
     /// The body must be a JSON object (when there is a body).
@@ -119,6 +122,7 @@ impl Check {
     pub fn kind(&self) -> &'static str {
         match self {
             Check::UnsupportedOperation => "unsupported-operation",
+            Check::PutGroup => "put-group",
             Check::UnknownEndpoint => "unknown-endpoint",
             Check::JsonBody => "json-body",
             Check::Required { .. } => "required",
@@ -176,6 +180,9 @@ impl Check {
             | Check::PatchGroupPathless { .. }
             | Check::PatchRemoveMemberFilter
             | Check::PatchMembersLimit { .. } => true,
+            // Their fix is a repair (src/repair): the group's members are read and the
+            // change sent as adds and removes.
+            Check::PatchReplaceMembers | Check::PutGroup => true,
             Check::PatchValues { checks } => checks.iter().any(Check::can_rewrite),
             _ => false,
         }
@@ -195,9 +202,10 @@ impl Check {
             Check::JsonBody | Check::QueryParses => "invalidSyntax",
             Check::PatchOpSupported => "invalidSyntax",
             Check::MembersLimit { .. } | Check::PatchMembersLimit { .. } => "tooMany",
-            Check::PatchReplaceMembers | Check::UnsupportedOperation | Check::UnknownEndpoint => {
-                "mutability"
-            }
+            Check::PatchReplaceMembers
+            | Check::UnsupportedOperation
+            | Check::PutGroup
+            | Check::UnknownEndpoint => "mutability",
             _ => "invalidValue",
         }
     }
@@ -208,6 +216,7 @@ impl Check {
         !matches!(
             self,
             Check::UnsupportedOperation
+                | Check::PutGroup
                 | Check::UnknownEndpoint
                 | Check::FilterParses
                 | Check::FilterOperators { .. }
@@ -245,7 +254,9 @@ pub(crate) fn run_check(
     state: &mut State,
 ) {
     match check {
-        Check::UnsupportedOperation => user::unsupported_operation(r, request, state),
+        Check::UnsupportedOperation | Check::PutGroup => {
+            user::unsupported_operation(r, request, state)
+        }
         Check::UnknownEndpoint => user::unknown_endpoint(r, request, state),
         Check::JsonBody => user::json_body(r, state),
         Check::Required { attributes } => user::required(r, attributes, state),
@@ -373,6 +384,7 @@ pub(crate) fn quiet<'n, 'a>(
         Check::PatchMembersLimit { max } => group::patch_members_limit_quiet(*max, body),
         // Path and query checks: answered above.
         Check::UnsupportedOperation
+        | Check::PutGroup
         | Check::UnknownEndpoint
         | Check::FilterParses
         | Check::FilterOperators { .. }
