@@ -593,3 +593,52 @@ fn encode(text: &str, query: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second change to the same group waits for the first; other groups do not; the
+    /// lock leaves the map with its last holder.
+    #[tokio::test]
+    async fn changes_to_one_group_wait_for_each_other() {
+        let repairer = Repairer::new(RepairSettings::default());
+        let first = repairer
+            .serialise("t", Operation::PatchGroup, Some("g1"))
+            .await
+            .expect("a group change is serialised");
+        let waiting = repairer.serialise("t", Operation::DeleteGroup, Some("g1"));
+        tokio::pin!(waiting);
+        let short = Duration::from_millis(50);
+        assert!(tokio::time::timeout(short, &mut waiting).await.is_err());
+        // Another group, or the same id in another tenant, goes ahead.
+        let other = repairer.serialise("t", Operation::PutGroup, Some("g2"));
+        assert!(tokio::time::timeout(short, other).await.is_ok());
+        let tenant = repairer.serialise("u", Operation::PatchGroup, Some("g1"));
+        assert!(tokio::time::timeout(short, tenant).await.is_ok());
+        drop(first);
+        let second = tokio::time::timeout(short, &mut waiting).await.unwrap();
+        assert!(second.is_some());
+        drop(second);
+        assert!(repairer.locks.lock().unwrap().is_empty());
+        // Reads and users are not serialised.
+        assert!(repairer
+            .serialise("t", Operation::ListUsers, None)
+            .await
+            .is_none());
+        assert!(repairer
+            .serialise("t", Operation::PatchUser, Some("u1"))
+            .await
+            .is_none());
+    }
+
+    #[test]
+    fn reports_cut_long_id_lists() {
+        let ids: Vec<String> = (0..25).map(|i| format!("u{i}")).collect();
+        let text = changes_text(&ids, &ids[..2]);
+        assert!(text.starts_with("25 added: u0, u1,"), "{text}");
+        assert!(text.contains("u19 and 5 more; 2 removed: u0, u1"), "{text}");
+        assert_eq!(encode("a b\"/é:", true), "a%20b%22%2F%C3%A9:");
+        assert_eq!(encode("a:b", false), "a%3Ab");
+    }
+}

@@ -59,6 +59,18 @@ fn address_in(line: &str) -> String {
 }
 
 impl Pair {
+    /// Stops scimguard with SIGTERM and waits, so its capture is flushed.
+    fn stop_proxy(&mut self) {
+        if let Some(mut proxy) = self.children.pop() {
+            let status = Command::new("kill")
+                .args(["-TERM", &proxy.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            proxy.wait().unwrap();
+        }
+    }
+
     fn start(proxy_args: &[&str]) -> Pair {
         let (emulator, banner) = spawn(
             &[
@@ -193,7 +205,7 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
 async fn a_members_replace_keeping_100_dropping_50_adding_30_is_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture.jsonl");
-    let pair = Pair::start(&["--record", capture.to_str().unwrap()]);
+    let mut pair = Pair::start(&["--record", capture.to_str().unwrap()]);
     let users = create_users(&pair.emulator, "member", 180).await;
     let group = create_group(&pair.emulator, "Finance", &users[..150]).await;
     assert_eq!(members_of(&pair.emulator, &group).await.len(), 150);
@@ -229,7 +241,7 @@ async fn a_members_replace_keeping_100_dropping_50_adding_30_is_repaired() {
     )
     .await;
     assert_eq!(status, 204);
-    drop(pair);
+    pair.stop_proxy();
 
     // The capture shows the reads, the one PATCH and the summary.
     let text = std::fs::read_to_string(&capture).unwrap();
@@ -425,4 +437,27 @@ async fn a_group_over_the_member_bound_is_refused_saying_why() {
         "{detail}"
     );
     assert_eq!(members_of(&pair.emulator, &group).await.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_over_its_time_budget_is_refused_saying_nothing_changed() {
+    let pair = Pair::start(&["--repair-timeout", "1ms"]);
+    let users = create_users(&pair.emulator, "slow", 3).await;
+    let group = create_group(&pair.emulator, "Slow", &users).await;
+    let replace =
+        patch(json!([{"op": "replace", "path": "members", "value": members(&users[..1])}]));
+    let (status, _, body) = call(
+        &pair.proxy,
+        "PATCH",
+        &format!("/Groups/{group}"),
+        Some(replace),
+    )
+    .await;
+    assert_eq!(status, 504, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("nothing was changed") && detail.contains("--repair-timeout 1ms"),
+        "{detail}"
+    );
+    assert_eq!(members_of(&pair.emulator, &group).await.len(), 3);
 }
