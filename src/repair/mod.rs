@@ -395,6 +395,11 @@ impl<I: RepairIo> Run<'_, I> {
                 .map_err(|f| self.read_failed(f, "the group's members"))?;
             self.reads += 1;
             let page: Value = serde_json::from_slice(&page.body).unwrap_or(Value::Null);
+            tracing::debug!(
+                page = self.reads - 1,
+                members = page["Resources"].as_array().map_or(0, Vec::len),
+                "repair: read members"
+            );
             let ids = page["Resources"].as_array().map(|r| {
                 r.iter()
                     .filter_map(|u| u["id"].as_str().map(str::to_owned))

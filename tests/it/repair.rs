@@ -34,13 +34,18 @@ impl Drop for Pair {
     }
 }
 
-/// Starts a binary and returns it with the first `lines` lines it prints.
-fn spawn(args: &[&str], lines: usize) -> (Child, Vec<String>) {
+/// Starts a binary and returns it with the first `lines` lines it prints; its log goes
+/// to `log` when given.
+fn spawn(args: &[&str], lines: usize, log: Option<&std::path::Path>) -> (Child, Vec<String>) {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
     let mut child = Command::new(binary())
         .args(args)
         .env_remove("SCIMGUARD_UPSTREAM")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -72,6 +77,11 @@ impl Pair {
     }
 
     fn start(proxy_args: &[&str]) -> Pair {
+        Pair::start_logging(proxy_args, None)
+    }
+
+    /// Like [`Pair::start`], scimguard's log going to `log`.
+    fn start_logging(proxy_args: &[&str], log: Option<&std::path::Path>) -> Pair {
         let (emulator, banner) = spawn(
             &[
                 "emulate",
@@ -83,6 +93,7 @@ impl Pair {
                 TOKEN,
             ],
             2,
+            None,
         );
         let endpoint = banner[1]
             .trim()
@@ -108,7 +119,7 @@ impl Pair {
             "0",
         ];
         args.extend_from_slice(proxy_args);
-        let (child, banner) = spawn(&args, 1);
+        let (child, banner) = spawn(&args, 1, log);
         Pair {
             children: vec![emulator, child],
             emulator: endpoint,
@@ -391,7 +402,9 @@ async fn a_failed_batch_reports_what_was_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_mode_forwards_the_replace_untouched() {
-    let pair = Pair::start(&["--mode", "observe"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("scimguard.log");
+    let mut pair = Pair::start_logging(&["--mode", "observe"], Some(&log));
     let users = create_users(&pair.emulator, "obs", 3).await;
     let group = create_group(&pair.emulator, "Observed", &users[..2]).await;
     let replace =
@@ -413,6 +426,10 @@ async fn observe_mode_forwards_the_replace_untouched() {
         members_of(&pair.emulator, &group).await,
         sorted(users[..2].to_vec())
     );
+    pair.stop_proxy();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("would repair"), "{log}");
+    assert!(log.contains("group.patch.replace-members"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
