@@ -8,6 +8,7 @@ mod emulator;
 mod external;
 mod forwarding;
 mod limits;
+mod pipeline;
 mod repair;
 mod rules;
 mod shutdown;
