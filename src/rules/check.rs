@@ -90,6 +90,8 @@ pub enum Check {
     PatchGroupPathless { allowed: Vec<String> },
     /// `replace` on `members`.
     PatchReplaceMembers,
+    /// `remove` on `members` with no member list (no `value`, `null` or `[]`).
+    PatchRemoveAllMembers,
     /// `remove` with a `members[value eq "…"]` path: fix = path `members` and a value list.
     PatchRemoveMemberFilter,
     /// More than `max` membership changes: fix = sequential batches of at most `max`.
@@ -148,6 +150,7 @@ impl Check {
             Check::PatchValues { .. } => "patch-values",
             Check::PatchGroupPathless { .. } => "patch-group-pathless",
             Check::PatchReplaceMembers => "patch-replace-members",
+            Check::PatchRemoveAllMembers => "patch-remove-all-members",
             Check::PatchRemoveMemberFilter => "patch-remove-member-filter",
             Check::PatchMembersLimit { .. } => "patch-members-limit",
             Check::FilterParses => "filter-parses",
@@ -181,7 +184,7 @@ impl Check {
             | Check::PatchMembersLimit { .. } => true,
             // Their fix is a repair (src/repair): the group's members are read and the
             // change sent as adds and removes.
-            Check::PatchReplaceMembers | Check::PutGroup => true,
+            Check::PatchReplaceMembers | Check::PatchRemoveAllMembers | Check::PutGroup => true,
             Check::PatchValues { checks } => checks.iter().any(Check::can_rewrite),
             _ => false,
         }
@@ -202,6 +205,7 @@ impl Check {
             Check::PatchOpSupported => "invalidSyntax",
             Check::MembersLimit { .. } | Check::PatchMembersLimit { .. } => "tooMany",
             Check::PatchReplaceMembers
+            | Check::PatchRemoveAllMembers
             | Check::UnsupportedOperation
             | Check::PutGroup
             | Check::UnknownEndpoint => "mutability",
@@ -289,6 +293,7 @@ pub(crate) fn run_check(
         Check::PatchValues { checks } => patch::values(r, checks, request, state),
         Check::PatchGroupPathless { allowed } => group::patch_pathless(r, allowed, request, state),
         Check::PatchReplaceMembers => group::replace_members(r, state),
+        Check::PatchRemoveAllMembers => group::remove_all_members(r, state),
         Check::PatchRemoveMemberFilter => group::remove_member_filter(r, state),
         Check::PatchMembersLimit { max } => group::patch_members_limit(r, *max, state),
         Check::FilterParses => list::filter_parses(r, request, state),

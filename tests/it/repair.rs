@@ -478,3 +478,31 @@ async fn a_repair_over_its_time_budget_is_refused_saying_nothing_changed() {
     );
     assert_eq!(members_of(&pair.emulator, &group).await.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_all_empties_the_group() {
+    let pair = Pair::start(&[]);
+    let users = create_users(&pair.emulator, "all", 130).await;
+    let group = create_group(&pair.emulator, "Leavers", &users).await;
+    let other = create_group(&pair.emulator, "Stayers", &users[..5]).await;
+    for remove_all in [
+        json!({"op": "remove", "path": "members"}),
+        json!({"op": "Remove", "path": "members", "value": []}),
+    ] {
+        let (status, headers, body) = call(
+            &pair.proxy,
+            "PATCH",
+            &format!("/Groups/{group}"),
+            Some(patch(json!([remove_all]))),
+        )
+        .await;
+        assert_eq!(status, 204, "{body}");
+        assert!(headers["x-scimguard-rules"]
+            .to_str()
+            .unwrap()
+            .contains("group.patch.remove-all-members"));
+        assert!(members_of(&pair.emulator, &group).await.is_empty());
+    }
+    // Only that group lost its members.
+    assert_eq!(members_of(&pair.emulator, &other).await.len(), 5);
+}
