@@ -12,7 +12,9 @@
 //! deleted between pages. A user created behind the cursor's position is not returned;
 //! one created ahead of it is. The cursor also holds the list it belongs to and a hash
 //! of the filter, so a changed filter is refused: "ValidationException … if filter
-//! parameters are changed between pagination requests" (ListUsers › Errors).
+//! parameters are changed between pagination requests" (ListUsers › Errors). A changed
+//! `count` is not: the guide names only the filter, and refusing it would stop a reader
+//! that asks for a different page size midway, for no gain.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
