@@ -233,6 +233,14 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any cursor text: a position or a 400, never a panic.
+        #[test]
+        fn any_cursor_is_answered(cursor in "\\PC{0,80}", filter in "\\PC{0,20}") {
+            let _ = decode_cursor(Listing::Users, &filter, &cursor);
+        }
+    }
+
     #[test]
     fn count_is_clamped_to_the_guides_range() {
         let q = |raw: &str| Query::parse(raw).unwrap();

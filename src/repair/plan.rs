@@ -536,3 +536,36 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any body: an answer or a reason, never a panic; and the requests built from
+        /// any membership change hold at most 100 changes each and lose none.
+        #[test]
+        fn any_body_and_any_change_is_handled(
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            current in proptest::collection::vec("[a-e]{1,2}", 0..300),
+            wanted in proptest::collection::vec("[a-e]{1,2}", 0..300),
+        ) {
+            let _ = read_patch(&body);
+            let _ = read_put(&body);
+            let ask = Ask::Patch { members: vec![MemberOp::Replace(wanted.clone())], others: vec![] };
+            let changes = diff(&ask, &current, &Value::Null);
+            let sent = requests(&changes);
+            let mut added = Vec::new();
+            let mut removed = Vec::new();
+            for r in &sent {
+                prop_assert!(r.added.len() + r.removed.len() <= MAX_CHANGES_PER_REQUEST);
+                added.extend(r.added.clone());
+                removed.extend(r.removed.clone());
+            }
+            prop_assert_eq!(added, changes.add.clone());
+            prop_assert_eq!(removed, changes.remove.clone());
+        }
+    }
+}
