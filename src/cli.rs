@@ -243,6 +243,15 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_UPSTREAM_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Option<Duration>,
 
+    /// The most members a repair of a group change reads before it refuses the change
+    /// [default: 50000].
+    #[arg(long, env = "SCIMGUARD_REPAIR_MAX_MEMBERS", value_name = "N")]
+    pub repair_max_members: Option<usize>,
+
+    /// Time a repair of a group change may take, e.g. 25s [default: 25s].
+    #[arg(long, env = "SCIMGUARD_REPAIR_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub repair_timeout: Option<Duration>,
+
     /// enforce: act on findings (reject, rewrite); observe: change nothing, log what
     /// would have happened [default: enforce].
     #[arg(long, env = "SCIMGUARD_MODE", value_enum)]

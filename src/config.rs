@@ -88,6 +88,8 @@ pub struct Config {
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
     pub explain_log: Option<PathBuf>,
+    /// `--repair-max-members`, `--repair-timeout`: the bounds of a repair.
+    pub repair: crate::repair::RepairSettings,
     /// `--acme-domain` and friends: the listener's certificate from an ACME CA.
     pub acme: Option<crate::tls::acme::AcmeSettings>,
     /// `--client-token-file` and `--upstream-token-file`: token isolation, its files
@@ -232,6 +234,8 @@ pub struct FileConfig {
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
     pub explain_log: Option<PathBuf>,
+    pub repair_max_members: Option<usize>,
+    pub repair_timeout: Option<String>,
     pub acme_domain: Option<Vec<String>>,
     pub acme_contact: Option<Vec<String>>,
     pub acme_cache: Option<PathBuf>,
@@ -543,7 +547,31 @@ impl Config {
             ));
         }
 
+        let repair = crate::repair::RepairSettings {
+            max_members: args
+                .repair_max_members
+                .or(file.repair_max_members)
+                .unwrap_or(crate::repair::DEFAULT_MAX_MEMBERS),
+            timeout: duration(
+                "repair_timeout",
+                args.repair_timeout,
+                file.repair_timeout,
+                crate::repair::DEFAULT_TIMEOUT,
+            )?,
+        };
+        if repair.max_members == 0 {
+            return Err(ConfigError::setting(
+                "repair_max_members",
+                "0 would refuse every repair of a group change",
+                format!(
+                    "use a positive number of members; the default is {}",
+                    crate::repair::DEFAULT_MAX_MEMBERS
+                ),
+            ));
+        }
+
         Ok(Config {
+            repair,
             acme,
             token_isolation,
             trusted_proxies,

@@ -26,6 +26,7 @@
 //! | [`logging`] | tracing-subscriber's text or JSON lines, through a buffered writer thread |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
 //! | [`rules`], [`verdict`] | AWS's constraints as data; findings × mode → verdict |
+//! | [`repair`] | what AWS refuses (members replace, remove-all, PUT /Groups) → read members, diff, batches |
 //! | [`emulator`] | the embedded AWS SCIM service: the default upstream |
 //! | [`tls`] | listener and upstream TLS: certificate files (SIGHUP reload), ACME, self-signed |
 //! | [`auth`] | token isolation: client tokens checked first, the AWS token swapped in |
@@ -51,6 +52,7 @@ pub mod offline;
 pub mod pipeline;
 pub mod record;
 pub mod redact;
+pub mod repair;
 pub mod replay;
 pub mod report;
 pub mod rules;

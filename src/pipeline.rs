@@ -10,6 +10,7 @@
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
 //! | 6 | rewrite / reject | the fixed body (and its batches), or an AWS-shaped error now  |
+//! | 6′ | repair   | [`crate::repair`]: a group change AWS refuses, as adds and removes    |
 //! | 7 | throttle  | [`Pipeline::throttle`]: after checking, so rejections spend no quota  |
 //! | 8 | forward   | [`Pipeline::forward`]: to the configured upstream only (502/504)      |
 //! | 9 | record    | [`Pipeline::record`]: with `--record`, the exchange, redacted         |
@@ -40,6 +41,7 @@ use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
 use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, Timings};
+use crate::repair::Repairer;
 use crate::rules::context::{Batch, BatchTarget};
 use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
@@ -79,6 +81,8 @@ pub struct Pipeline {
     explain_log: Option<crate::explain::ExplainLog>,
     /// The live view on `--admin`: the last exchanges, kept in memory.
     view: Option<crate::admin::View>,
+    /// Repairs of group changes AWS refuses, and the per-group locks.
+    repairer: Repairer,
     /// Token isolation ([`crate::auth`]), when configured.
     tokens: Option<Arc<crate::auth::TokenIsolation>>,
     /// `--trusted-proxies`: whose `X-Forwarded-For` is kept.
@@ -140,6 +144,7 @@ impl Pipeline {
             recorder,
             explain_log,
             view: crate::admin::View::from_config(config),
+            repairer: Repairer::new(config.repair),
             tokens: config.token_isolation.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
         })
@@ -439,7 +444,19 @@ impl Pipeline {
         outbound.tenant = exchange.tenant.clone().unwrap_or_default();
         outbound.class = OpClass::of(classified.operation, &outbound.method);
 
-        // 6. rewrite / reject
+        // 6. rewrite / reject; a group change AWS refuses is repaired instead
+        let _group = (self.repairer)
+            .serialise(
+                &outbound.tenant,
+                classified.operation,
+                classified.id.as_deref(),
+            )
+            .await;
+        let rejected = matches!(judgement.verdict, Verdict::Reject(_));
+        if !rejected && (self.repairer).wanted(self.mode, classified.operation, &exchange.findings)
+        {
+            return Ok(Box::pin(self.repair(&outbound, &classified, &body, exchange)).await);
+        }
         let (body, changed, batches) = match judgement.verdict {
             Verdict::Reject(mut error) => {
                 exchange.secrets.scrub_string(&mut error.detail);
@@ -472,6 +489,34 @@ impl Pipeline {
         }
         self.forward_batches(&outbound, &classified.prefix, first, batches, exchange)
             .await
+    }
+
+    /// Phase 6 for a change AWS refuses: [`crate::repair`] reads the group's members and
+    /// sends the adds and removes AWS takes, each request throttled ([`Self::throttle`])
+    /// and forwarded ([`Self::forward`]) as any other.
+    async fn repair(
+        &self,
+        outbound: &Outbound,
+        classified: &crate::scim::Classified,
+        body: &Bytes,
+        exchange: &mut Exchange,
+    ) -> Response<Body> {
+        exchange.verdict = Outcome::Rewritten;
+        let job = crate::repair::Job {
+            operation: classified.operation,
+            prefix: &classified.prefix,
+            group_id: classified.id.as_deref().unwrap_or_default(),
+            body,
+        };
+        let mut findings = std::mem::take(&mut exchange.findings);
+        let mut io = RepairSend {
+            pipeline: self,
+            outbound,
+            exchange,
+        };
+        let response = self.repairer.run(&mut io, job, &mut findings).await;
+        exchange.findings = findings;
+        response
     }
 
     /// Checks the request target and prepares the headers for the upstream: hop-by-hop
@@ -717,6 +762,36 @@ impl Pipeline {
             Some(last) if !created => last,
             _ => first,
         })
+    }
+}
+
+/// A repair's way to the upstream: [`Pipeline::send`] with the request's headers.
+struct RepairSend<'a> {
+    pipeline: &'a Pipeline,
+    outbound: &'a Outbound,
+    exchange: &'a mut Exchange,
+}
+
+impl crate::repair::RepairIo for RepairSend<'_> {
+    async fn send(
+        &mut self,
+        method: Method,
+        target: String,
+        body: Option<Vec<u8>>,
+        class: OpClass,
+    ) -> Result<Response<Body>, Error> {
+        let target = PathAndQuery::try_from(target)
+            .map_err(|e| ErrorKind::Internal(format!("cannot build a repair request: {e}")))?;
+        let tenant = self.outbound.tenant.as_str();
+        self.pipeline.throttle(tenant, class, self.exchange).await?;
+        let request = UpstreamRequest {
+            method,
+            target: &target,
+            headers: self.outbound.headers.clone(),
+            body: Bytes::from(body.unwrap_or_default()),
+            changed: true,
+        };
+        self.pipeline.forward(request, tenant, self.exchange).await
     }
 }
 

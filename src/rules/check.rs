@@ -15,6 +15,9 @@ pub enum Check {
     // ---- any operation -------------------------------------------------------------
     /// The operation itself is not supported (Bulk, Me, Search, PutGroup).
     UnsupportedOperation,
+    /// PUT /Groups/{id}, which AWS lacks: fix = the repair of `src/repair` (read the
+    /// group's members, send PATCHes).
+    PutGroup,
     /// A path scimguard does not recognise as a SCIM endpoint.
     UnknownEndpoint,
     /// The body must be a JSON object (when there is a body).
@@ -87,6 +90,8 @@ pub enum Check {
     PatchGroupPathless { allowed: Vec<String> },
     /// `replace` on `members`.
     PatchReplaceMembers,
+    /// `remove` on `members` with no member list (no `value`, `null` or `[]`).
+    PatchRemoveAllMembers,
     /// `remove` with a `members[value eq "…"]` path: fix = path `members` and a value list.
     PatchRemoveMemberFilter,
     /// More than `max` membership changes: fix = sequential batches of at most `max`.
@@ -118,6 +123,7 @@ impl Check {
     pub fn kind(&self) -> &'static str {
         match self {
             Check::UnsupportedOperation => "unsupported-operation",
+            Check::PutGroup => "put-group",
             Check::UnknownEndpoint => "unknown-endpoint",
             Check::JsonBody => "json-body",
             Check::Required { .. } => "required",
@@ -144,6 +150,7 @@ impl Check {
             Check::PatchValues { .. } => "patch-values",
             Check::PatchGroupPathless { .. } => "patch-group-pathless",
             Check::PatchReplaceMembers => "patch-replace-members",
+            Check::PatchRemoveAllMembers => "patch-remove-all-members",
             Check::PatchRemoveMemberFilter => "patch-remove-member-filter",
             Check::PatchMembersLimit { .. } => "patch-members-limit",
             Check::FilterParses => "filter-parses",
@@ -175,6 +182,9 @@ impl Check {
             | Check::PatchGroupPathless { .. }
             | Check::PatchRemoveMemberFilter
             | Check::PatchMembersLimit { .. } => true,
+            // Their fix is a repair (src/repair): the group's members are read and the
+            // change sent as adds and removes.
+            Check::PatchReplaceMembers | Check::PatchRemoveAllMembers | Check::PutGroup => true,
             Check::PatchValues { checks } => checks.iter().any(Check::can_rewrite),
             _ => false,
         }
@@ -194,9 +204,11 @@ impl Check {
             Check::JsonBody | Check::QueryParses => "invalidSyntax",
             Check::PatchOpSupported => "invalidSyntax",
             Check::MembersLimit { .. } | Check::PatchMembersLimit { .. } => "tooMany",
-            Check::PatchReplaceMembers | Check::UnsupportedOperation | Check::UnknownEndpoint => {
-                "mutability"
-            }
+            Check::PatchReplaceMembers
+            | Check::PatchRemoveAllMembers
+            | Check::UnsupportedOperation
+            | Check::PutGroup
+            | Check::UnknownEndpoint => "mutability",
             _ => "invalidValue",
         }
     }
@@ -207,6 +219,7 @@ impl Check {
         !matches!(
             self,
             Check::UnsupportedOperation
+                | Check::PutGroup
                 | Check::UnknownEndpoint
                 | Check::FilterParses
                 | Check::FilterOperators { .. }
@@ -244,7 +257,9 @@ pub(crate) fn run_check(
     state: &mut State,
 ) {
     match check {
-        Check::UnsupportedOperation => user::unsupported_operation(r, request, state),
+        Check::UnsupportedOperation | Check::PutGroup => {
+            user::unsupported_operation(r, request, state)
+        }
         Check::UnknownEndpoint => user::unknown_endpoint(r, request, state),
         Check::JsonBody => user::json_body(r, state),
         Check::Required { attributes } => user::required(r, attributes, state),
@@ -278,6 +293,7 @@ pub(crate) fn run_check(
         Check::PatchValues { checks } => patch::values(r, checks, request, state),
         Check::PatchGroupPathless { allowed } => group::patch_pathless(r, allowed, request, state),
         Check::PatchReplaceMembers => group::replace_members(r, state),
+        Check::PatchRemoveAllMembers => group::remove_all_members(r, state),
         Check::PatchRemoveMemberFilter => group::remove_member_filter(r, state),
         Check::PatchMembersLimit { max } => group::patch_members_limit(r, *max, state),
         Check::FilterParses => list::filter_parses(r, request, state),

@@ -14,6 +14,7 @@ mod limits;
 mod pipeline;
 mod recording;
 mod reload;
+mod repair;
 mod rules;
 mod secrets;
 mod shutdown;

@@ -356,6 +356,14 @@ fn triggers() -> Vec<(&'static str, Req)> {
             ),
         ),
         (
+            "group.patch.remove-all-members",
+            req(
+                "PATCH",
+                "/scim/v2/Groups/g-1",
+                patch(json!([{"op": "remove", "path": "members"}])),
+            ),
+        ),
+        (
             "group.patch.remove-member-filter",
             req(
                 "PATCH",
@@ -526,6 +534,13 @@ fn each_rule_under_each_action_it_supports_and_in_observe_mode() {
                     assert!(error.detail.contains(&mine[0].message), "{id}");
                     assert!(error.scim_type.is_some(), "{id}");
                 }
+                // A repair's rewrite needs the group's members from the upstream: the
+                // pure judgement forwards, and the pipeline repairs (tests/it/repair.rs).
+                Action::Rewrite if scimguard::repair::REPAIR_RULES.contains(&id) => {
+                    assert!(!mine.is_empty(), "{id} under rewrite did not fire");
+                    assert!(mine.iter().all(|f| f.action == Action::Rewrite), "{id}");
+                    assert_eq!(verdict, Verdict::Forward, "{id}: repaired by the pipeline");
+                }
                 Action::Rewrite => {
                     assert!(!mine.is_empty(), "{id} under rewrite did not fire");
                     assert!(
@@ -651,8 +666,9 @@ fn the_guides_example_requests_are_forwarded_or_rewritten_never_rejected() {
             "the guide's {name} example is rejected: {verdict:?}"
         );
     }
-    // The one exception: replacing members, which real AWS refuses although the guide
-    // shows it ("Replacing group memberships is not supported.").
+    // Replacing members, which real AWS refuses although the guide shows it ("Replacing
+    // group memberships is not supported."), is repaired: not refused, but marked for
+    // the repair.
     let replace = req(
         "PATCH",
         "/t/scim/v2/Groups/9067729b3d-f987ac4d-a175-44f0-a528-6d23c5d2ec4d",
@@ -660,15 +676,16 @@ fn the_guides_example_requests_are_forwarded_or_rewritten_never_rejected() {
             json!([{"op": "replace", "path": "members", "value": [{"value": "906722b2be-61c204e7-56d0-4dad-882d-f41911b31ccb"}, {"value": "906722b2be-da1f7ef3-3e37-473e-95be-df2efaa2590d"}]}]),
         ),
     );
-    let verdict = decide(&evaluate(&rules, &replace), Mode::Enforce);
-    let Verdict::Reject(error) = verdict else {
-        panic!("{verdict:?}")
-    };
+    let evaluation = evaluate(&rules, &replace);
     assert!(
-        error.detail.contains("group.patch.replace-members"),
-        "{}",
-        error.detail
+        evaluation
+            .findings
+            .iter()
+            .any(|f| f.rule == "group.patch.replace-members" && f.action == Action::Rewrite),
+        "{:?}",
+        evaluation.findings
     );
+    assert_eq!(decide(&evaluation, Mode::Enforce), Verdict::Forward);
 }
 
 #[test]
