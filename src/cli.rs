@@ -40,6 +40,27 @@ pub enum Command {
     /// Re-send a capture's requests, in order and as received, to a target; summarise
     /// the statuses that differ from the capture.
     Replay(ReplayArgs),
+    /// Write one self-contained HTML report of captures (merged by time): a summary,
+    /// who failed and why, and every exchange.
+    Report(ReportArgs),
+}
+
+/// Flags of `scimguard report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Captures (--record), e.g. one per replica, merged by time; each with its
+    /// rotated files.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them, in the report too).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// The HTML file to write.
+    #[arg(long, default_value = "report.html", value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Flags of `scimguard check`.
@@ -278,8 +299,8 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_RECORD", value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    /// With --record: replace names, emails, phone numbers and addresses by stable
-    /// hashes, so the capture can be shared with a vendor.
+    /// Replace names, emails, phone numbers and addresses by stable hashes in the
+    /// capture (so it can be shared with a vendor) and in the live view.
     #[arg(long, env = "SCIMGUARD_REDACT_PII")]
     pub redact_pii: bool,
 
@@ -300,6 +321,22 @@ pub struct RunArgs {
     /// the proxy's port), e.g. 127.0.0.1:9090 [default: off].
     #[arg(long, env = "SCIMGUARD_ADMIN", value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
+
+    /// Require this bearer token on --admin (the live view, /metrics; /healthz and
+    /// /readyz stay open). Needed when --admin is not on loopback; a one-time login link
+    /// for browsers is printed at start.
+    #[arg(
+        long,
+        env = "SCIMGUARD_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Exchanges the live view on --admin keeps in memory; 0 turns the view off
+    /// [default: 1000].
+    #[arg(long, env = "SCIMGUARD_VIEW_HISTORY", value_name = "N")]
+    pub view_history: Option<usize>,
 
     /// Without --upstream: the embedded emulator's bearer token [default: a random one,
     /// printed at start].

@@ -78,6 +78,12 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// `--admin-token`: the bearer token the admin listener requires, if any.
+    pub admin_token: Option<String>,
+    /// `--view-history`: exchanges the live view keeps; 0: no view.
+    pub view_history: usize,
+    /// `--redact-pii`: hash PII in the capture and in the live view.
+    pub redact_pii: bool,
     /// `--record`: the capture file and how to write it.
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
@@ -222,6 +228,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub throttle: ThrottleSection,
     pub admin: Option<String>,
+    pub admin_token: Option<String>,
+    pub view_history: Option<usize>,
     pub record: Option<PathBuf>,
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
@@ -489,11 +497,28 @@ impl Config {
             crate::admin::check_admin_address(admin, listen)
                 .map_err(|e| ConfigError(e.to_string()))?;
         }
+        let admin_token = args.admin_token.clone().or(file.admin_token);
+        if admin_token.as_deref() == Some("") {
+            return Err(ConfigError::setting(
+                "admin_token",
+                "it is empty",
+                "give a long random token, e.g. `openssl rand -hex 32`",
+            ));
+        }
+        if let Some(admin) = admin {
+            crate::admin::check_admin_exposure(admin, admin_token.as_deref())
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        let view_history = args
+            .view_history
+            .or(file.view_history)
+            .unwrap_or(crate::admin::view::DEFAULT_VIEW_HISTORY);
 
+        let redact_pii = args.redact_pii || file.redact_pii.unwrap_or(false);
         let record = args.record.clone().or(file.record).map(|path| {
             let options = crate::record::RecordOptions {
                 max_bytes: args.record_max_bytes.or(file.record_max_bytes),
-                redact_pii: args.redact_pii || file.redact_pii.unwrap_or(false),
+                redact_pii,
                 replica: Some(
                     args.replica_name
                         .clone()
@@ -555,6 +580,9 @@ impl Config {
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             throttle,
             admin,
+            admin_token,
+            view_history,
+            redact_pii,
             emulator,
             mode,
             rules,

@@ -18,7 +18,8 @@
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
 //! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
-//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
+//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz; the live view of recent exchanges (`--view-history`, `--admin-token`) |
+//! | [`report`] | `scimguard report`: one self-contained HTML file of captures |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
 //! | [`redact`] | THE one redaction of secrets (and PII) used by every output |
 //! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |
@@ -53,6 +54,7 @@ pub mod record;
 pub mod redact;
 pub mod repair;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod scim;
 pub mod server;
@@ -108,6 +110,8 @@ pub struct Proxy {
     pub readiness: admin::Readiness,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<std::net::SocketAddr>,
+    /// Who may use the admin listener (`--admin-token`).
+    pub admin_auth: Arc<admin::AdminAuth>,
     admin_listener: Option<TcpListener>,
     /// The in-process emulator serving as the upstream, when no upstream was given.
     pub embedded: Option<Embedded>,
@@ -301,6 +305,7 @@ impl Proxy {
             metrics,
             readiness,
             admin: config.admin,
+            admin_auth: Arc::new(admin::AdminAuth::new(config.admin_token.as_deref())),
             admin_listener: None,
             reloader: Reloader {
                 tls: listener_tls,
@@ -343,10 +348,15 @@ impl Proxy {
         }
         if let Some(admin_listener) = self.admin_listener {
             let mut rx = stopped.clone();
+            let state = admin::AdminState {
+                metrics: self.metrics.clone(),
+                readiness: self.readiness.clone(),
+                view: self.pipeline.view().cloned(),
+                auth: self.admin_auth.clone(),
+            };
             background.push(tokio::spawn(admin::serve(
                 admin_listener,
-                self.metrics.clone(),
-                self.readiness.clone(),
+                state,
                 async move {
                     let _ = rx.changed().await;
                 },

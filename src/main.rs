@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use scimguard::cli::{
     CertArgs, CheckArgs, Cli, Command, EmulateArgs, ExportHarArgs, ParseArgs, ParseWhat,
-    ReplayArgs, RulesArgs, RunArgs,
+    ReplayArgs, ReportArgs, RulesArgs, RunArgs,
 };
 use scimguard::config::Config;
 use scimguard::logging::LogFormat;
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::ExportHar(args) => export_har(args),
         Command::Replay(args) => replay(args),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -108,6 +109,12 @@ fn run(args: RunArgs) -> ExitCode {
         }
         if let Some(admin) = admin {
             say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
+            if proxy.pipeline.view().is_some() {
+                say!("  Live view:     http://{admin}/");
+            }
+            if let Some(login) = proxy.admin_auth.login_path() {
+                say!("  Admin login:   http://{admin}{login} (works once; or send the admin token as a bearer token)");
+            }
         }
         if let Some(acme) = &config.acme {
             say!(
@@ -331,6 +338,20 @@ fn read_captures(
         eprintln!("scimguard: warning: {warning}");
     }
     Ok(capture.records)
+}
+
+/// `scimguard report CAPTURE… --out FILE`: 0 written, 2 unreadable capture or file.
+fn report(args: ReportArgs) -> ExitCode {
+    match scimguard::report::write_report(&args.captures, args.strict, &args.out) {
+        Ok((count, warnings)) => {
+            for warning in &warnings {
+                eprintln!("scimguard: warning: {warning}");
+            }
+            say!("wrote {}: {count} exchanges", args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_CONFIG, &e),
+    }
 }
 
 fn cert(args: CertArgs) -> ExitCode {

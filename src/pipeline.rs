@@ -79,6 +79,8 @@ pub struct Pipeline {
     recorder: Option<Recorder>,
     /// `--explain-log`: one JSON explanation per exchange.
     explain_log: Option<crate::explain::ExplainLog>,
+    /// The live view on `--admin`: the last exchanges, kept in memory.
+    view: Option<crate::admin::View>,
     /// Repairs of group changes AWS refuses, and the per-group locks.
     repairer: Repairer,
     /// Token isolation ([`crate::auth`]), when configured.
@@ -141,10 +143,21 @@ impl Pipeline {
             readiness,
             recorder,
             explain_log,
+            view: crate::admin::View::from_config(config),
             repairer: Repairer::new(config.repair),
             tokens: config.token_isolation.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
         })
+    }
+
+    /// The live view the admin listener shows, when there is one.
+    pub fn view(&self) -> Option<&crate::admin::View> {
+        self.view.as_ref()
+    }
+
+    /// Whether the exchange keeps what it received and sent, for the capture or the view.
+    fn keeps_requests(&self) -> bool {
+        self.recorder.is_some() || self.view.is_some()
     }
 
     /// The rules in effect.
@@ -209,6 +222,11 @@ impl Pipeline {
         // Before any output: no secret the request carried reaches the capture, the log,
         // the explanation log or the web view through a free text.
         crate::redact::scrub_exchange(&mut exchange);
+        // the live view on --admin
+        let response = match &self.view {
+            Some(view) => view.observe(&exchange, response, &self.rules()).await,
+            None => response,
+        };
         // 9. record
         let response = match &self.recorder {
             Some(recorder) => self.record(recorder, &mut exchange, response).await,
@@ -393,7 +411,7 @@ impl Pipeline {
         // 2. capture: the target's own checks, then the body
         crate::target::check(&parts.uri)?;
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
-        if self.recorder.is_some() {
+        if self.keeps_requests() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             exchange.received = Some(ReceivedRequest {
                 method: parts.method.clone(),
@@ -587,7 +605,7 @@ impl Pipeline {
             .map_err(|e| ErrorKind::Internal(format!("cannot build the upstream URI: {e}")))?;
         if changed {
             headers.remove(CONTENT_LENGTH);
-            if self.recorder.is_some() {
+            if self.keeps_requests() {
                 exchange.forwarded.push(RecordedRequest::new(
                     method.as_str(),
                     target.as_str(),

@@ -22,3 +22,4 @@ mod support;
 mod throttle;
 mod tls;
 mod verdicts;
+mod view;
