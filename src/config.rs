@@ -396,6 +396,29 @@ impl Config {
             (None, None) => Mode::Enforce,
         };
         let rules = load_rules(args, file.rules)?;
+        if upstream.is_some() {
+            // The emulator's settings mean nothing when requests go to a real upstream: say
+            // so rather than let the admin believe a token or tenant is in force.
+            let given = [
+                (
+                    "--tenant",
+                    args.tenant.is_some() || file.emulator.tenant.is_some(),
+                ),
+                (
+                    "--token",
+                    args.token.is_some() || file.emulator.token.is_some(),
+                ),
+                (
+                    "--state",
+                    args.state.is_some() || file.emulator.state.is_some(),
+                ),
+            ];
+            for (flag, _) in given.iter().filter(|(_, set)| *set) {
+                tracing::warn!(
+                    "{flag} is ignored: it configures the embedded emulator, which does not run with --upstream (the IdP's own bearer token is passed to the upstream)"
+                );
+            }
+        }
         let emulator = EmulatorConfig {
             tenant: args
                 .tenant

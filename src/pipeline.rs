@@ -155,7 +155,7 @@ impl Pipeline {
                 detail: exchange.aws_detail.as_deref(),
                 aws_request_id: exchange.aws_request_id.as_deref(),
             };
-            exchange.hints = self.rules.hints(&exchange.findings, answer);
+            exchange.hints = self.rules.hints(self.mode, &exchange.findings, answer);
         }
         self.count(&exchange);
         crate::explain::log(&exchange);
@@ -523,8 +523,14 @@ impl Pipeline {
             let body = Bytes::from(serde_json::to_vec(&batch.body).unwrap_or_default());
             let applied = i + 1;
             let report = |problem: String| {
+                let done = if applied == 1 {
+                    "Request 1 was applied".to_owned()
+                } else {
+                    format!("Requests 1 to {applied} were applied")
+                };
+                let problem = problem.trim_end_matches('.');
                 format!(
-                    "scimguard split this change into {total} requests to stay within AWS's limit of 100 members per request. Requests 1 to {applied} were applied; request {} failed: {problem}. Not applied: {}",
+                    "scimguard split this change into {total} requests to stay within AWS's limit of 100 members per request. {done}; request {} failed: {problem}. Not applied: {}",
                     applied + 1,
                     pending_members(&batches, i)
                 )

@@ -2,6 +2,8 @@
 //! matched. Each kind's parameters come from the rule's `[rule.check]` table; its code
 //! lives with its resource (`user.rs`, `patch.rs`, `group.rs`, `list.rs`).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::checks::{list, patch, user};
@@ -17,8 +19,11 @@ pub enum Check {
     UnsupportedOperation,
     /// A path scimguard does not recognise as a SCIM endpoint.
     UnknownEndpoint,
-    /// The body must be a JSON object (when there is a body).
+    /// The body must be one JSON object: not absent, not empty, not another JSON value.
     JsonBody,
+    /// The path's shape: no `/` after `/scim/v2` (`/scim/v2Groups`), or an empty segment
+    /// (`/scim/v2//Users`, from a base URL with a trailing slash).
+    PathShape,
 
     // ---- resource bodies (CreateUser, PutUser, CreateGroup; PatchUser values) -------
     /// These attributes must be present and not empty. Dotted names reach sub-attributes.
@@ -55,6 +60,15 @@ pub enum Check {
     MembersLimit { max: usize },
     /// Member entries: fix = drop `display` and a null `$ref`.
     MemberEntries,
+    /// Each listed attribute (dotted; a multi-valued attribute's sub-attribute is
+    /// checked in each element) must have its JSON type; null always passes.
+    AttributeTypes {
+        attributes: BTreeMap<String, JsonType>,
+    },
+    /// Strings of these attributes longer than `max` characters.
+    MaxLength { attributes: Vec<String>, max: usize },
+    /// These attributes should be email addresses (`local@domain.tld`).
+    EmailAddress { attributes: Vec<String> },
 
     // ---- PATCH (PatchUser, PatchGroup) ----------------------------------------------
     /// `op` must be add, replace or remove, in any case.
@@ -87,6 +101,8 @@ pub enum Check {
     PatchGroupPathless { allowed: Vec<String> },
     /// `replace` on `members`.
     PatchReplaceMembers,
+    /// `remove` on `members` with no member list (no `value`, `null` or `[]`).
+    PatchRemoveAllMembers,
     /// `remove` with a `members[value eq "…"]` path: fix = path `members` and a value list.
     PatchRemoveMemberFilter,
     /// More than `max` membership changes: fix = sequential batches of at most `max`.
@@ -111,6 +127,37 @@ pub enum Check {
     },
     /// The query string must decode (valid UTF-8, no repeated parameter).
     QueryParses,
+    /// `cursor` must match AWS's pattern `[-a-zA-Z0-9+=/:_]*` (empty starts paging).
+    CursorParameter,
+}
+
+/// The JSON type an attribute must have (`attribute-types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonType {
+    String,
+    /// `true` or `false`; the strings "true" and "false" in any case pass too, as AWS
+    /// takes them (the guide's own PatchUser example sends "false").
+    Boolean,
+    /// An object.
+    Complex,
+    /// An array of objects.
+    MultiComplex,
+    /// An array of strings.
+    MultiString,
+}
+
+impl JsonType {
+    /// The type as a finding names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            JsonType::String => "a string",
+            JsonType::Boolean => "a boolean (true or false)",
+            JsonType::Complex => "an object",
+            JsonType::MultiComplex => "an array of objects",
+            JsonType::MultiString => "an array of strings",
+        }
+    }
 }
 
 impl Check {
@@ -120,6 +167,7 @@ impl Check {
             Check::UnsupportedOperation => "unsupported-operation",
             Check::UnknownEndpoint => "unknown-endpoint",
             Check::JsonBody => "json-body",
+            Check::PathShape => "path-shape",
             Check::Required { .. } => "required",
             Check::DropAttributes { .. } => "drop-attributes",
             Check::DropSubAttributes { .. } => "drop-sub-attributes",
@@ -131,6 +179,9 @@ impl Check {
             Check::RefusedCharacters { .. } => "refused-characters",
             Check::MembersLimit { .. } => "members-limit",
             Check::MemberEntries => "member-entries",
+            Check::AttributeTypes { .. } => "attribute-types",
+            Check::MaxLength { .. } => "max-length",
+            Check::EmailAddress { .. } => "email-address",
             Check::PatchOpSupported => "patch-op-supported",
             Check::PatchOpCase => "patch-op-case",
             Check::PatchPathRequired { .. } => "patch-path-required",
@@ -144,6 +195,7 @@ impl Check {
             Check::PatchValues { .. } => "patch-values",
             Check::PatchGroupPathless { .. } => "patch-group-pathless",
             Check::PatchReplaceMembers => "patch-replace-members",
+            Check::PatchRemoveAllMembers => "patch-remove-all-members",
             Check::PatchRemoveMemberFilter => "patch-remove-member-filter",
             Check::PatchMembersLimit { .. } => "patch-members-limit",
             Check::FilterParses => "filter-parses",
@@ -152,6 +204,7 @@ impl Check {
             Check::FilterEmptyValue => "filter-empty-value",
             Check::IgnoredParameters { .. } => "ignored-parameters",
             Check::QueryParses => "query-parses",
+            Check::CursorParameter => "cursor-parameter",
         }
     }
 
@@ -191,12 +244,14 @@ impl Check {
             | Check::PatchFilterOperators { .. }
             | Check::PatchPathRequired { .. }
             | Check::PatchForbiddenOp { .. } => "invalidPath",
-            Check::JsonBody | Check::QueryParses => "invalidSyntax",
+            Check::JsonBody | Check::QueryParses | Check::CursorParameter => "invalidSyntax",
             Check::PatchOpSupported => "invalidSyntax",
             Check::MembersLimit { .. } | Check::PatchMembersLimit { .. } => "tooMany",
-            Check::PatchReplaceMembers | Check::UnsupportedOperation | Check::UnknownEndpoint => {
-                "mutability"
-            }
+            Check::PatchReplaceMembers
+            | Check::PatchRemoveAllMembers
+            | Check::UnsupportedOperation
+            | Check::UnknownEndpoint
+            | Check::PathShape => "mutability",
             _ => "invalidValue",
         }
     }
@@ -208,6 +263,8 @@ impl Check {
             self,
             Check::UnsupportedOperation
                 | Check::UnknownEndpoint
+                | Check::PathShape
+                | Check::CursorParameter
                 | Check::FilterParses
                 | Check::FilterOperators { .. }
                 | Check::FilterAttributeSets { .. }
@@ -246,7 +303,8 @@ pub(crate) fn run_check(
     match check {
         Check::UnsupportedOperation => user::unsupported_operation(r, request, state),
         Check::UnknownEndpoint => user::unknown_endpoint(r, request, state),
-        Check::JsonBody => user::json_body(r, state),
+        Check::JsonBody => user::json_body(r, request, state),
+        Check::PathShape => user::path_shape(r, request, state),
         Check::Required { attributes } => user::required(r, attributes, state),
         Check::DropAttributes { attributes } => user::drop_attributes(r, attributes, state),
         Check::DropSubAttributes {
@@ -265,6 +323,9 @@ pub(crate) fn run_check(
         } => user::refused_characters(r, attributes, except, characters, state),
         Check::MembersLimit { max } => group::members_limit(r, *max, state),
         Check::MemberEntries => group::member_entries(r, request, state),
+        Check::AttributeTypes { attributes } => user::attribute_types(r, attributes, state),
+        Check::MaxLength { attributes, max } => user::max_length(r, attributes, *max, state),
+        Check::EmailAddress { attributes } => user::email_address(r, attributes, state),
         Check::PatchOpSupported => patch::op_supported(r, state),
         Check::PatchOpCase => patch::op_case(r, state),
         Check::PatchPathRequired { ops } => patch::path_required(r, ops, state),
@@ -278,6 +339,7 @@ pub(crate) fn run_check(
         Check::PatchValues { checks } => patch::values(r, checks, request, state),
         Check::PatchGroupPathless { allowed } => group::patch_pathless(r, allowed, request, state),
         Check::PatchReplaceMembers => group::replace_members(r, state),
+        Check::PatchRemoveAllMembers => group::remove_all_members(r, state),
         Check::PatchRemoveMemberFilter => group::remove_member_filter(r, state),
         Check::PatchMembersLimit { max } => group::patch_members_limit(r, *max, state),
         Check::FilterParses => list::filter_parses(r, request, state),
@@ -291,5 +353,6 @@ pub(crate) fn run_check(
             max_count,
         } => list::ignored_parameters(r, parameters, *max_count, request, state),
         Check::QueryParses => list::query_parses(r, request, state),
+        Check::CursorParameter => list::cursor_parameter(r, request, state),
     }
 }

@@ -281,6 +281,43 @@ pub(crate) fn replace_members(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
+pub(crate) fn remove_all_members(r: &Reporter<'_>, state: &mut State) {
+    let Some(ops) = operations(state) else { return };
+    let hits: Vec<(usize, String)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let op = item.as_object()?;
+            if op_kind(item) != Some(PatchOpKind::Remove) {
+                return None;
+            }
+            let path = op.get("path").and_then(Value::as_str).map(parse_path);
+            // The plain path `members` (any case, with or without the core URN); a value
+            // filter or a sub-attribute names some members, not all.
+            let Some(Ok(PatchPath::Attr(attr))) = path else {
+                return None;
+            };
+            if attr.sub_attr.is_some() || !names(&attr, "members") {
+                return None;
+            }
+            let sent = match op.get("value") {
+                None => "no value",
+                Some(Value::Null) => "\"value\": null",
+                Some(Value::Array(list)) if list.is_empty() => "\"value\": []",
+                Some(_) => return None,
+            };
+            Some((i, sent.to_owned()))
+        })
+        .collect();
+    for (i, sent) in hits {
+        r.report(
+            state,
+            format!("/{OPERATIONS}/{i}"),
+            &[("index", i.to_string()), ("sent", sent)],
+        );
+    }
+}
+
 /// The member id of a `members[value eq "…"]` path (any case), if that is what it is.
 fn member_filter(path: &PatchPath) -> Option<&str> {
     let PatchPath::ValuePath {

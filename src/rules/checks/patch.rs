@@ -206,10 +206,13 @@ pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
         Some(other) => Some(format!("(Operations is {other} instead of an array)")),
     };
     if let Some(op) = problem {
+        let shape = op.trim_start_matches('(').trim_end_matches(')');
+        let problem =
+            format!("`Operations` must be a non-empty array of PATCH operations ({shape})");
         r.report(
             state,
             format!("/{OPERATIONS}"),
-            &[("index", "-".to_owned()), ("op", op)],
+            &[("index", "-".to_owned()), ("op", op), ("problem", problem)],
         );
         return;
     }
@@ -230,7 +233,12 @@ pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
         hits.push((i, hit));
     }
     for (i, (at, op)) in hits {
-        r.report(state, at, &[("index", i.to_string()), ("op", op)]);
+        let problem = format!("PATCH operation {i}: op is {op}");
+        r.report(
+            state,
+            at,
+            &[("index", i.to_string()), ("op", op), ("problem", problem)],
+        );
     }
 }
 
@@ -717,6 +725,9 @@ fn inner_message(check: &Check) -> String {
         }
         Check::KnownSchemas { .. } => "AWS IAM Identity Center does not know the schema {urn}; removed it",
         Check::Required { .. } => "{attribute} is required but is {found}",
+        Check::AttributeTypes { .. } => "{attribute} is {sent}; AWS IAM Identity Center wants {wanted}",
+        Check::MaxLength { .. } => "{attribute} is {length} characters long; AWS IAM Identity Center takes at most {max}",
+        Check::EmailAddress { .. } => "{attribute} \"{value}\" is not an email address",
         other => return format!("{} found a problem", other.kind()),
     };
     text.to_owned()
@@ -878,6 +889,7 @@ pub(crate) mod tests {
         let query: Result<Query, QueryError> = Ok(Query::default());
         let view = RequestView {
             operation,
+            path: "/scim/v2",
             resource_id: id,
             query: &query,
             body: body.as_bytes(),

@@ -1,12 +1,15 @@
 //! Checks on the operation itself and on resource bodies (users, and the body-level
 //! checks groups share). Attribute names match case-insensitively (RFC 7643 §2.1).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::rules::attr::{
     attribute_strings, describe, entry, find, is_urn, key_in, name_of, pointer_of, remove,
-    value_mut, walk_strings, Step, MANAGER,
+    value_mut, walk_strings, AttrRef, Step, MANAGER,
 };
+use crate::rules::check::JsonType;
 use crate::rules::context::{pointer_token, show, Body, Reporter, RequestView, State};
 
 pub(crate) fn unsupported_operation(
@@ -16,17 +19,25 @@ pub(crate) fn unsupported_operation(
 ) {
     r.report(
         state,
-        "path",
+        format!("path {}", request.path),
         &[("operation", request.operation.name().to_owned())],
     );
 }
 
-pub(crate) fn unknown_endpoint(r: &Reporter<'_>, _request: &RequestView<'_>, state: &mut State) {
-    r.report(state, "path", &[]);
+pub(crate) fn unknown_endpoint(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    r.report(state, format!("path {}", request.path), &[]);
 }
 
-pub(crate) fn json_body(r: &Reporter<'_>, state: &mut State) {
+pub(crate) fn json_body(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
     let found = match &state.body {
+        Body::Empty if request.body.is_empty() => {
+            "no body (an empty request, or one whose body was read as empty)".to_owned()
+        }
+        Body::Empty => "a body of only whitespace".to_owned(),
+        Body::Invalid(_) if request.body.starts_with(b"\xEF\xBB\xBF") => {
+            "a UTF-8 byte order mark (bytes EF BB BF) before the JSON; send the JSON without it"
+                .to_owned()
+        }
         Body::Invalid(e) => format!(
             "invalid JSON at line {}, column {}: {e}",
             e.line(),
@@ -36,6 +47,43 @@ pub(crate) fn json_body(r: &Reporter<'_>, state: &mut State) {
         _ => return,
     };
     r.report(state, "body", &[("found", found)]);
+}
+
+/// The resource names a SCIM path may end with, for [`path_shape`]'s fix.
+const RESOURCES: [&str; 5] = [
+    "Users",
+    "Groups",
+    "Schemas",
+    "ResourceTypes",
+    "ServiceProviderConfig",
+];
+
+pub(crate) fn path_shape(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    let path = request.path;
+    let segments: Vec<&str> = path.split('/').collect();
+    // `/scim/v2Groups/…`: the IdP joined its base URL and the resource without a slash.
+    let glued = segments.windows(2).find_map(|pair| {
+        let [scim, glued] = pair else { return None };
+        let rest = glued.get(2..)?;
+        let is_v2 = glued.get(..2).is_some_and(|v| v.eq_ignore_ascii_case("v2"));
+        let resource = RESOURCES.iter().find(|r| {
+            rest.get(..r.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(r))
+        })?;
+        (scim.eq_ignore_ascii_case("scim") && is_v2).then(|| format!("v2/{resource}"))
+    });
+    let problem = if let Some(fixed) = glued {
+        format!(
+            "the path has no `/` after `/scim/v2` (`{path}`); AWS IAM Identity Center serves `…/scim/{fixed}…`. Fix the SCIM endpoint URL in the IdP so the resource follows `/scim/v2/`"
+        )
+    } else if segments.len() > 2 && segments[1..segments.len() - 1].contains(&"") {
+        format!(
+            "the path has an empty segment (`//` in `{path}`); the SCIM endpoint URL configured in the IdP most likely ends with a `/`. Remove the trailing slash: AWS's endpoint is `https://scim.<region>.amazonaws.com/<tenant id>/scim/v2`"
+        )
+    } else {
+        return;
+    };
+    r.report(state, format!("path {path}"), &[("problem", problem)]);
 }
 
 pub(crate) fn required(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -388,6 +436,159 @@ pub(crate) fn manager_object(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
+/// Every value an attribute names, with its pointer: the attribute itself (a root key
+/// such as the enterprise extension's URN, or a dotted name), and for a sub-attribute
+/// of a multi-valued attribute, the sub-attribute of each element.
+fn values_of<'v>(body: &'v Map<String, Value>, attr: &str) -> Vec<(String, &'v Value)> {
+    if let Some((key, value)) = entry(body, attr) {
+        return vec![(format!("/{}", pointer_token(key)), value)];
+    }
+    let Some(found) = find(body, attr) else {
+        let parsed = AttrRef::parse(attr);
+        let Some(sub) = parsed.sub else {
+            return Vec::new();
+        };
+        let whole = match parsed.urn {
+            Some(urn) => format!("{urn}:{}", parsed.name),
+            None => parsed.name.to_owned(),
+        };
+        let Some(list) = find(body, &whole) else {
+            return Vec::new();
+        };
+        let Value::Array(items) = list.value else {
+            return Vec::new();
+        };
+        let at = list.pointer();
+        return items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let (key, value) = entry(item.as_object()?, sub)?;
+                Some((format!("{at}/{i}/{}", pointer_token(key)), value))
+            })
+            .collect();
+    };
+    vec![(found.pointer(), found.value)]
+}
+
+/// Where `value` breaks the JSON type `wanted`, if it does: the index of a list's
+/// first element of the wrong type (or `None` for the value itself), the type sent and
+/// the type wanted there.
+fn type_mismatch(
+    value: &Value,
+    wanted: JsonType,
+) -> Option<(Option<usize>, &'static str, &'static str)> {
+    let element = |items: &[Value], ok: fn(&Value) -> bool, each: &'static str| {
+        let i = items.iter().position(|item| !ok(item))?;
+        Some((Some(i), describe(&items[i]), each))
+    };
+    match (wanted, value) {
+        (_, Value::Null)
+        | (JsonType::String, Value::String(_))
+        | (JsonType::Complex, Value::Object(_))
+        | (JsonType::Boolean, Value::Bool(_)) => None,
+        (JsonType::Boolean, Value::String(s))
+            if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+        {
+            None
+        }
+        (JsonType::MultiComplex, Value::Array(items)) => {
+            element(items, Value::is_object, "an object")
+        }
+        (JsonType::MultiString, Value::Array(items)) => {
+            element(items, Value::is_string, "a string")
+        }
+        _ => Some((None, describe(value), wanted.describe())),
+    }
+}
+
+pub(crate) fn attribute_types(
+    r: &Reporter<'_>,
+    attributes: &BTreeMap<String, JsonType>,
+    state: &mut State,
+) {
+    let Some(body) = state.object() else { return };
+    let mut hits = Vec::new();
+    for (attr, &wanted) in attributes {
+        for (at, value) in values_of(body, attr) {
+            if let Some((index, sent, wanted)) = type_mismatch(value, wanted) {
+                let at = match index {
+                    Some(i) => format!("{at}/{i}"),
+                    None => at,
+                };
+                hits.push((at, attr.clone(), sent, wanted));
+            }
+        }
+    }
+    for (at, attribute, sent, wanted) in hits {
+        r.report(
+            state,
+            at,
+            &[
+                ("attribute", attribute),
+                ("sent", sent.to_owned()),
+                ("wanted", wanted.to_owned()),
+            ],
+        );
+    }
+}
+
+pub(crate) fn max_length(r: &Reporter<'_>, attributes: &[String], max: usize, state: &mut State) {
+    let Some(body) = state.object() else { return };
+    let mut hits = Vec::new();
+    for attr in attributes {
+        for (at, value) in values_of(body, attr) {
+            let Value::String(text) = value else { continue };
+            let length = text.chars().count();
+            if length > max {
+                hits.push((at, attr.clone(), length));
+            }
+        }
+    }
+    for (at, attribute, length) in hits {
+        r.report(
+            state,
+            at,
+            &[
+                ("attribute", attribute),
+                ("length", length.to_string()),
+                ("max", max.to_string()),
+            ],
+        );
+    }
+}
+
+/// Whether `text` reads as an email address: one `@` between a non-empty local part and
+/// a domain with a dot, no spaces.
+fn looks_like_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && !text.contains(char::is_whitespace)
+        && domain
+            .split_once('.')
+            .is_some_and(|(host, tld)| !host.is_empty() && !tld.is_empty())
+}
+
+pub(crate) fn email_address(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
+    let Some(body) = state.object() else { return };
+    let mut hits = Vec::new();
+    for attr in attributes {
+        for (at, value) in values_of(body, attr) {
+            if let Value::String(text) = value {
+                if !text.is_empty() && !looks_like_email(text) {
+                    hits.push((at, attr.clone(), text.clone()));
+                }
+            }
+        }
+    }
+    for (at, attribute, value) in hits {
+        r.report(state, at, &[("attribute", attribute), ("value", value)]);
+    }
+}
+
 /// Zero-width characters AWS refuses (observed; Entra's and Okta's AWS guides):
 /// U+200B ZERO WIDTH SPACE … U+200D ZERO WIDTH JOINER, U+2060 WORD JOINER, U+FEFF BOM.
 fn is_zero_width(c: char) -> bool {
@@ -535,6 +736,7 @@ mod tests {
             let query: Result<Query, QueryError> = Ok(Query::default());
             let view = RequestView {
                 operation: Operation::CreateUser,
+                path: "/scim/v2/Users",
                 resource_id: None,
                 query: &query,
                 body: body.as_bytes(),
