@@ -94,17 +94,33 @@ pub fn rejection(findings: &[&Finding]) -> ScimError {
     } else {
         detail.push_str(&format!(" ({} problems): ", findings.len()));
     }
-    for (i, f) in findings.iter().enumerate() {
-        if findings.len() > 1 {
-            detail.push_str(&format!("({}) ", i + 1));
-        }
+    if let [f] = findings {
         detail.push_str(&format!(
             "[{}] at {}: {} (source: {})",
             f.rule, f.location, f.message, f.source
         ));
-        if i + 1 < findings.len() {
-            detail.push(' ');
+    } else {
+        // Each rule's source once, after the problems: a rule that fires on several
+        // places would otherwise repeat it, and the problems come first in a capped
+        // detail.
+        let mut sources: Vec<(&str, &str)> = Vec::new();
+        for (i, f) in findings.iter().enumerate() {
+            detail.push_str(&format!(
+                "({}) [{}] at {}: {} ",
+                i + 1,
+                f.rule,
+                f.location,
+                f.message
+            ));
+            if !sources.iter().any(|(rule, _)| *rule == f.rule) {
+                sources.push((&f.rule, &f.source));
+            }
         }
+        let sources: Vec<String> = sources
+            .iter()
+            .map(|(rule, source)| format!("[{rule}] {source}"))
+            .collect();
+        detail.push_str(&format!("Sources: {}", sources.join("; ")));
     }
     let scim_type = findings
         .first()

@@ -268,8 +268,8 @@ fn unknown_placeholder(template: &str) -> Option<String> {
             rest = &tail[2..];
             continue;
         }
-        if tail.starts_with('}') {
-            rest = &tail[1..];
+        if let Some(after) = tail.strip_prefix('}') {
+            rest = after;
             continue;
         }
         let close = tail[1..].find('}')?;
