@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::rules::attr::JsonType;
 use crate::rules::attr::{
     attribute_strings, describe, entry, find, is_urn, key_in, name_of, pointer_of, remove,
     value_mut, walk_strings, AttrRef, Step, MANAGER,
 };
-use crate::rules::check::JsonType;
 use crate::rules::context::{pointer_token, show, Body, Reporter, RequestView, State};
 
 pub(crate) fn unsupported_operation(
