@@ -6,6 +6,12 @@
 //! place: [`check::run`]) + a default [`Action`] + a `message` template + its `source`
 //! (the guide section, or `observed:` with AWS's own message). `rules/README.md`
 //! documents the schema.
+//!
+//! Layout: [`check`] holds the closed [`Check`] enum and the one match that runs a check;
+//! each kind's code is one function in the module of its resource (`checks/user.rs`,
+//! `checks/patch.rs`, `checks/list.rs`, `group.rs`); `attr.rs` reads attribute paths
+//! case-insensitively on the body's `serde_json::Value`, parsed once per request and only
+//! when a rule of the operation reads the body.
 
 mod attr;
 pub mod check;
@@ -25,8 +31,8 @@ pub use load::RulesError;
 
 use crate::scim::operation::Operation;
 
-/// The embedded default rules: AWS IAM Identity Center as of the guide in `shared/spec`
-/// plus behaviour observed from the real service.
+/// The embedded default rules: AWS IAM Identity Center as its live guide describes it
+/// (the 2025 rewrite), plus behaviour observed from the real service.
 pub const DEFAULT_RULES: &str = include_str!("../../rules/aws-identity-center.toml");
 
 /// What a rule does when it fires.

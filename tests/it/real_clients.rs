@@ -18,6 +18,7 @@ use scimguard::emulator::{Emulator, EmulatorConfig};
 use scimguard::rules::Mode;
 use scimguard::server::{serve, ServerOptions};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::support::*;
@@ -151,7 +152,11 @@ async fn a_cursor_off_awss_pattern_is_refused_and_paging_parameters_are_explaine
         let (status, headers, _) = call(&proxy, Method::GET, &target, &Value::Null).await;
         assert_eq!(status, 201, "{query}");
         assert_eq!(rules_header(&headers), "list.ignored-parameters", "{query}");
-        let _ = effect;
+        // The warning's text, as the log and --explain-log show it.
+        let rules = scimguard::rules::RuleSet::embedded().unwrap();
+        let judged = scimguard::verdict::judge(&rules, Mode::Enforce, "GET", &target, b"");
+        let message = &judged.evaluation.findings[0].message;
+        assert!(message.contains(effect), "{query}: {message}");
     }
 }
 
@@ -311,7 +316,17 @@ async fn bodiless_writes_and_a_byte_order_mark_are_refused_saying_so() {
         assert_eq!(rules_header(&headers), "body.json");
         let (_, detail) = scim_error(&body);
         assert!(detail.contains("found no body"), "{detail}");
+        assert!(!detail.contains("source: CreateUser"), "{detail}");
     }
+    // Content-Length: 2 beside Transfer-Encoding: chunked: the chunked body (empty) wins.
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!("POST /t/scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("found no body"), "{answer}");
     let mut bom = b"\xEF\xBB\xBF".to_vec();
     bom.extend(serde_json::to_vec(&user()).unwrap());
     let (status, _, body) = call_raw(&proxy, Method::POST, "/t/scim/v2/Users", bom).await;
