@@ -8,6 +8,7 @@ mod emulator;
 mod external;
 mod forwarding;
 mod limits;
+mod pipeline;
 mod real_clients;
 mod rules;
 mod shutdown;
