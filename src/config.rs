@@ -68,6 +68,8 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     pub forwarded_headers: bool,
     pub limits: Limits,
+    /// Settings given that have no effect, for `main` to log once logging is set up.
+    pub warnings: Vec<String>,
     /// Enforce (act on findings) or observe (only report them).
     pub mode: Mode,
     /// The rules in effect: the embedded file or `--rules`, with action overrides.
@@ -399,9 +401,10 @@ impl Config {
             (None, None) => Mode::Enforce,
         };
         let rules = load_rules(args, file.rules)?;
+        // The emulator's settings mean nothing when requests go to a real upstream: say so
+        // rather than let the admin believe a token or tenant is in force.
+        let mut warnings = Vec::new();
         if upstream.is_some() {
-            // The emulator's settings mean nothing when requests go to a real upstream: say
-            // so rather than let the admin believe a token or tenant is in force.
             let given = [
                 (
                     "--tenant",
@@ -417,9 +420,9 @@ impl Config {
                 ),
             ];
             for (flag, _) in given.iter().filter(|(_, set)| *set) {
-                tracing::warn!(
+                warnings.push(format!(
                     "{flag} is ignored: it configures the embedded emulator, which does not run with --upstream (the IdP's own bearer token is passed to the upstream)"
-                );
+                ));
             }
         }
         let emulator = EmulatorConfig {
@@ -511,6 +514,7 @@ impl Config {
             upstream_ca,
             forwarded_headers: args.forwarded_headers || file.forwarded_headers.unwrap_or(false),
             limits,
+            warnings,
         })
     }
 }
