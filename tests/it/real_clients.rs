@@ -600,3 +600,22 @@ fn the_binary_refuses_unknown_placeholders_and_warns_of_emulator_flags_with_an_u
     assert!(stderr.contains("--tenant is ignored"), "{stderr}");
     assert!(!stderr.contains("abc"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_failed_second_batch_says_request_1_was_applied_without_a_double_period() {
+    let upstream = TestUpstream::start(Behaviour::FailFrom(1)).await;
+    let proxy = TestProxy::in_front_of(&upstream.url()).await;
+    let members: Vec<Value> = (0..150)
+        .map(|i| json!({"value": format!("u-{i}")}))
+        .collect();
+    let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": members}]});
+    let (status, _, body) = call(&proxy, Method::PATCH, "/t/scim/v2/Groups/g-1", &body).await;
+    assert_eq!(status, 400);
+    let (_, detail) = scim_error(&body);
+    assert!(
+        detail.contains("Request 1 was applied; request 2 failed"),
+        "{detail}"
+    );
+    assert!(!detail.contains(".."), "{detail}");
+    assert_eq!(upstream.seen().len(), 2);
+}
