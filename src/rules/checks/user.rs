@@ -436,39 +436,93 @@ pub(crate) fn manager_object(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
-/// Every value an attribute names, with its pointer: the attribute itself (a root key
-/// such as the enterprise extension's URN, or a dotted name), and for a sub-attribute
-/// of a multi-valued attribute, the sub-attribute of each element.
-fn values_of<'v>(body: &'v Map<String, Value>, attr: &str) -> Vec<(String, &'v Value)> {
-    if let Some((key, value)) = entry(body, attr) {
-        return vec![(format!("/{}", pointer_token(key)), value)];
+/// Where a value sits in the body: the keys leading to it as the body spells them, and
+/// for an element of a multi-valued attribute, its index before the last key. The JSON
+/// pointer is built only for a finding.
+#[derive(Clone, Copy)]
+struct Place<'v> {
+    /// The extension block's key, the attribute's, the sub-attribute's.
+    keys: [Option<&'v str>; 3],
+    index: Option<usize>,
+}
+
+impl Place<'_> {
+    fn pointer(&self) -> String {
+        let [block, name, sub] = self.keys;
+        let mut out = String::new();
+        for key in [block, name].into_iter().flatten() {
+            out.push('/');
+            out.push_str(&pointer_token(key));
+        }
+        if let Some(i) = self.index {
+            out.push_str(&format!("/{i}"));
+        }
+        if let Some(sub) = sub {
+            out.push('/');
+            out.push_str(&pointer_token(sub));
+        }
+        out
     }
-    let Some(found) = find(body, attr) else {
-        let parsed = AttrRef::parse(attr);
-        let Some(sub) = parsed.sub else {
-            return Vec::new();
-        };
-        let whole = match parsed.urn {
-            Some(urn) => format!("{urn}:{}", parsed.name),
-            None => parsed.name.to_owned(),
-        };
-        let Some(list) = find(body, &whole) else {
-            return Vec::new();
-        };
-        let Value::Array(items) = list.value else {
-            return Vec::new();
-        };
-        let at = list.pointer();
-        return items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| {
-                let (key, value) = entry(item.as_object()?, sub)?;
-                Some((format!("{at}/{i}/{}", pointer_token(key)), value))
-            })
-            .collect();
+}
+
+/// Visits every value an attribute names: the attribute itself (a dotted name, or a
+/// root key such as the enterprise extension's URN), and for a sub-attribute of a
+/// multi-valued attribute, the sub-attribute of each element.
+fn visit_values<'v>(
+    body: &'v Map<String, Value>,
+    attr: &str,
+    visit: &mut dyn FnMut(Place<'v>, &'v Value),
+) {
+    let parsed = AttrRef::parse(attr);
+    let (block, holder) = match parsed.urn {
+        // The extension block itself (`urn:…:2.0:User`) parses as URN `urn:…:2.0`.
+        Some(_) if parsed.sub.is_none() && is_urn(attr) => match entry(body, attr) {
+            Some((key, value)) => {
+                let keys = [None, Some(key), None];
+                return visit(Place { keys, index: None }, value);
+            }
+            None => match parsed.urn.and_then(|urn| entry(body, urn)) {
+                Some((key, Value::Object(block))) => (Some(key), block),
+                _ => return,
+            },
+        },
+        Some(urn) => match entry(body, urn) {
+            Some((key, Value::Object(block))) => (Some(key), block),
+            _ => return,
+        },
+        None => (None, body),
     };
-    vec![(found.pointer(), found.value)]
+    let Some((key, value)) = entry(holder, parsed.name) else {
+        return;
+    };
+    let Some(sub) = parsed.sub else {
+        let keys = [block, Some(key), None];
+        return visit(Place { keys, index: None }, value);
+    };
+    match value {
+        Value::Object(object) => {
+            if let Some((sub_key, value)) = entry(object, sub) {
+                let keys = [block, Some(key), Some(sub_key)];
+                visit(Place { keys, index: None }, value);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let Some((sub_key, value)) = item.as_object().and_then(|o| entry(o, sub)) else {
+                    continue;
+                };
+                let keys = [block, Some(key), Some(sub_key)];
+                visit(
+                    Place {
+                        keys,
+                        index: Some(i),
+                    },
+                    value,
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Where `value` breaks the JSON type `wanted`, if it does: the index of a list's
@@ -510,15 +564,15 @@ pub(crate) fn attribute_types(
     let Some(body) = state.object() else { return };
     let mut hits = Vec::new();
     for (attr, &wanted) in attributes {
-        for (at, value) in values_of(body, attr) {
+        visit_values(body, attr, &mut |place, value| {
             if let Some((index, sent, wanted)) = type_mismatch(value, wanted) {
-                let at = match index {
-                    Some(i) => format!("{at}/{i}"),
-                    None => at,
-                };
+                let mut at = place.pointer();
+                if let Some(i) = index {
+                    at.push_str(&format!("/{i}"));
+                }
                 hits.push((at, attr.clone(), sent, wanted));
             }
-        }
+        });
     }
     for (at, attribute, sent, wanted) in hits {
         r.report(
@@ -537,13 +591,14 @@ pub(crate) fn max_length(r: &Reporter<'_>, attributes: &[String], max: usize, st
     let Some(body) = state.object() else { return };
     let mut hits = Vec::new();
     for attr in attributes {
-        for (at, value) in values_of(body, attr) {
-            let Value::String(text) = value else { continue };
-            let length = text.chars().count();
-            if length > max {
-                hits.push((at, attr.clone(), length));
+        visit_values(body, attr, &mut |place, value| {
+            // A string of at most `max` bytes has at most `max` characters.
+            if let Value::String(text) = value {
+                if text.len() > max && text.chars().count() > max {
+                    hits.push((place.pointer(), attr.clone(), text.chars().count()));
+                }
             }
-        }
+        });
     }
     for (at, attribute, length) in hits {
         r.report(
@@ -576,13 +631,13 @@ pub(crate) fn email_address(r: &Reporter<'_>, attributes: &[String], state: &mut
     let Some(body) = state.object() else { return };
     let mut hits = Vec::new();
     for attr in attributes {
-        for (at, value) in values_of(body, attr) {
+        visit_values(body, attr, &mut |place, value| {
             if let Value::String(text) = value {
                 if !text.is_empty() && !looks_like_email(text) {
-                    hits.push((at, attr.clone(), text.clone()));
+                    hits.push((place.pointer(), attr.clone(), text.clone()));
                 }
             }
-        }
+        });
     }
     for (at, attribute, value) in hits {
         r.report(state, at, &[("attribute", attribute), ("value", value)]);
