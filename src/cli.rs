@@ -54,6 +54,11 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = crate::offline::Format::Text)]
     pub format: crate::offline::Format,
 
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
+
     #[command(flatten)]
     pub selection: RulesSelection,
 }
@@ -61,9 +66,15 @@ pub struct CheckArgs {
 /// Flags of `scimguard export-har`.
 #[derive(Debug, Args)]
 pub struct ExportHarArgs {
-    /// The capture (its rotated files .1 … .5 are read too, oldest first).
-    #[arg(value_name = "CAPTURE")]
-    pub capture: PathBuf,
+    /// Captures (each one's rotated files .1 … .5 are read too, oldest first);
+    /// several captures, e.g. one per replica, are merged by time.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
 
     /// The scheme and host the HAR's URLs get (the capture has paths only).
     #[arg(long, default_value = crate::har::DEFAULT_BASE_URL, value_name = "URL")]
@@ -73,9 +84,15 @@ pub struct ExportHarArgs {
 /// Flags of `scimguard replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The capture to re-send.
-    #[arg(value_name = "CAPTURE")]
-    pub capture: PathBuf,
+    /// The captures to re-send; several captures, e.g. one per replica, are merged by
+    /// time.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Where to send: the emulator, or scimguard in front of AWS (its URL; the
     /// captured paths are appended to its path).
@@ -265,6 +282,11 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_EXPLAIN_LOG", value_name = "FILE")]
     pub explain_log: Option<PathBuf>,
 
+    /// With --record: the name every record carries, so captures of several replicas
+    /// can be merged and told apart [default: the host name].
+    #[arg(long, env = "SCIMGUARD_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
+
     /// Serve /metrics, /healthz and /readyz on this address (keep it on loopback; never
     /// the proxy's port), e.g. 127.0.0.1:9090 [default: off].
     #[arg(long, env = "SCIMGUARD_ADMIN", value_name = "ADDR")]
@@ -288,6 +310,57 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Get the listener's certificate from an ACME CA for this DNS name (repeatable, or
+    /// comma-separated), validated with TLS-ALPN-01 on the listening port.
+    #[arg(
+        long,
+        env = "SCIMGUARD_ACME_DOMAIN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub acme_domain: Vec<String>,
+
+    /// Contact for the ACME account, e.g. mailto:ops@example.com (repeatable).
+    #[arg(
+        long,
+        env = "SCIMGUARD_ACME_CONTACT",
+        value_name = "URI",
+        value_delimiter = ','
+    )]
+    pub acme_contact: Vec<String>,
+
+    /// Folder for the ACME account key and certificates (files 0600), reused across
+    /// restarts.
+    #[arg(long, env = "SCIMGUARD_ACME_CACHE", value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+
+    /// The ACME CA's directory URL [default: Let's Encrypt production,
+    /// https://acme-v02.api.letsencrypt.org/directory].
+    #[arg(long, env = "SCIMGUARD_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// PEM CA certificate(s) to trust for the ACME directory's own HTTPS (test CAs).
+    #[arg(long, env = "SCIMGUARD_ACME_CA", value_name = "FILE")]
+    pub acme_ca: Option<PathBuf>,
+
+    /// Tokens the IdP may present, one a line (or `sha256:<hex>` of one); any other
+    /// request is refused with 401 before it is read. Needs --upstream-token-file.
+    #[arg(long, env = "SCIMGUARD_CLIENT_TOKEN_FILE", value_name = "FILE")]
+    pub client_token_file: Option<PathBuf>,
+
+    /// The AWS SCIM token, sent upstream in place of the IdP's token.
+    #[arg(long, env = "SCIMGUARD_UPSTREAM_TOKEN_FILE", value_name = "FILE")]
+    pub upstream_token_file: Option<PathBuf>,
+
+    /// With --forwarded-headers: the load balancers (addresses or CIDR networks,
+    /// comma-separated) whose X-Forwarded-For is kept; anyone else's is replaced.
+    #[arg(
+        long,
+        env = "SCIMGUARD_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Log lines as text or as JSON objects, one a line [default: text].
     #[arg(long, env = "SCIMGUARD_LOG_FORMAT", value_enum)]
     pub log_format: Option<crate::logging::LogFormat>,

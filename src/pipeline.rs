@@ -4,7 +4,8 @@
 //! | # | phase     | here                                                                 |
 //! |---|-----------|----------------------------------------------------------------------|
 //! | 1 | accept    | [`crate::server`]: TCP → TLS → HTTP, one span per connection          |
-//! | 2 | capture   | [`capture_body`]: the body under a size cap (413 beyond)              |
+//! | 1½ | authenticate | [`crate::auth::refusal`]: token isolation's 401, before the body |
+//! | 2 | capture   | [`crate::target::check`], then [`capture_body`] under a size cap (413) |
 //! | 3 | classify  | [`crate::scim::classify`]: method + path → `Operation`; query decoded |
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
@@ -53,7 +54,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
-/// `forwarded`, `rewritten` or `rejected`, on every response.
+/// The [`Outcome`] (`forwarded`, `rewritten`, `rejected`, `throttled` or `error`), on
+/// every response.
 pub static VERDICT_HEADER: HeaderName = HeaderName::from_static("x-scimguard-verdict");
 /// The ids of the rules that fired (in observe mode too), when any did.
 pub static RULES_HEADER: HeaderName = HeaderName::from_static("x-scimguard-rules");
@@ -63,7 +65,9 @@ pub struct Pipeline {
     upstream: Upstream,
     limits: Limits,
     forwarded_headers: bool,
-    rules: RuleSet,
+    /// Swapped whole by [`Pipeline::replace_rules`] (SIGHUP); a request keeps the set it
+    /// started with.
+    rules: std::sync::RwLock<Arc<RuleSet>>,
     mode: Mode,
     /// `None` when `--rate 0` turned local throttling off.
     throttle: Option<Throttle>,
@@ -73,6 +77,10 @@ pub struct Pipeline {
     recorder: Option<Recorder>,
     /// `--explain-log`: one JSON explanation per exchange.
     explain_log: Option<crate::explain::ExplainLog>,
+    /// Token isolation ([`crate::auth`]), when configured.
+    tokens: Option<Arc<crate::auth::TokenIsolation>>,
+    /// `--trusted-proxies`: whose `X-Forwarded-For` is kept.
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -122,14 +130,39 @@ impl Pipeline {
             upstream,
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
-            rules: config.rules.clone(),
+            rules: std::sync::RwLock::new(Arc::new(config.rules.clone())),
             mode: config.mode,
             throttle,
             metrics,
             readiness,
             recorder,
             explain_log,
+            tokens: config.token_isolation.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         })
+    }
+
+    /// The rules in effect.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `rules` in effect for every request that starts from now on.
+    pub fn replace_rules(&self, rules: RuleSet) {
+        self.readiness.rules_loaded(!rules.rules().is_empty());
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(rules);
+    }
+
+    /// The credentials a call to the upstream on behalf of a request carries: the AWS
+    /// token under token isolation, else the request's own `Authorization`.
+    pub fn upstream_credentials(&self, request_headers: &HeaderMap) -> Option<HeaderValue> {
+        crate::auth::upstream_credentials(self.tokens.as_deref(), request_headers)
     }
 
     /// Flushes and closes the capture and the explanation log: call after the server
@@ -168,6 +201,9 @@ impl Pipeline {
             }
         };
         let response = self.stamp(&mut exchange, response);
+        // Before any output: no secret the request carried reaches the capture, the log,
+        // the explanation log or the web view through a free text.
+        crate::redact::scrub_exchange(&mut exchange);
         // 9. record
         let response = match &self.recorder {
             Some(recorder) => self.record(recorder, &mut exchange, response).await,
@@ -176,6 +212,31 @@ impl Pipeline {
         // 10. explain
         self.explain(&mut exchange);
         response
+    }
+
+    /// The answer to what hyper refused before it became a request ([`crate::unparsed`]):
+    /// AWS-shaped, with a request id, counted and logged like any request.
+    pub fn unparsed(&self, status: StatusCode) -> Vec<u8> {
+        let id = crate::exchange::RequestId::new();
+        let error = ScimError::new(status.as_u16(), crate::unparsed::detail(status));
+        let blame = crate::error::Blame::Client;
+        self.metrics.request("-", Outcome::Error.as_str());
+        self.metrics.error(blame);
+        let span = tracing::info_span!("request", id = %id);
+        span.in_scope(|| {
+            tracing::info!(
+                target: "scimguard::request",
+                method = "-",
+                path = "-",
+                operation = "-",
+                verdict = %Outcome::Error.as_str(),
+                status = status.as_u16(),
+                blame = %blame.as_str(),
+                error = error.detail.as_str(),
+                "request"
+            )
+        });
+        crate::unparsed::http1_answer(status, &id, &error)
     }
 
     /// Notes the answer's status and gives it the request id, the outcome and the rules
@@ -205,8 +266,10 @@ impl Pipeline {
                 detail: exchange.aws_detail.as_deref(),
                 aws_request_id: exchange.aws_request_id.as_deref(),
             };
-            exchange.hints = self.rules.hints(self.mode, &exchange.findings, answer);
+            exchange.hints = self.rules().hints(self.mode, &exchange.findings, answer);
         }
+        // Hints quote AWS's detail: scrubbed too before any output.
+        crate::redact::scrub_exchange(exchange);
         self.count(exchange);
         crate::explain::log(exchange);
         if let Some(log) = &self.explain_log {
@@ -231,7 +294,6 @@ impl Pipeline {
         });
         let id = exchange.id.text();
         let time = crate::record::rfc3339_since(exchange.started);
-        let dropped_before = recorder.dropped();
         recorder.record_exchange(ExchangeRecord {
             id: id.as_str(),
             time: &time,
@@ -256,9 +318,6 @@ impl Pipeline {
                     .map(|_| exchange.throttle_wait.as_micros() as u64),
             },
         });
-        if recorder.dropped() > dropped_before {
-            self.metrics.record_drop();
-        }
         Response::from_parts(parts, Full::new(body))
     }
 
@@ -319,8 +378,15 @@ impl Pipeline {
         conn: ConnInfo,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
-        // 2. capture
         let (parts, body) = request.into_parts();
+        // 1½. authenticate: under token isolation, a request without a client token is
+        // refused before its body is read or judged (crate::auth).
+        if let Some(refusal) = crate::auth::refusal(self.tokens.as_deref(), &parts.headers) {
+            exchange.verdict = Outcome::Rejected;
+            return Ok(scim_response(&refusal));
+        }
+        // 2. capture: the target's own checks, then the body
+        crate::target::check(&parts.uri)?;
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         if self.recorder.is_some() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -335,28 +401,32 @@ impl Pipeline {
 
         // 3–5. classify, check, decide
         let judgement = verdict::judge(
-            &self.rules,
+            &self.rules(),
             self.mode,
             outbound.method.as_str(),
             outbound.path_and_query.as_str(),
             &body,
         );
-        if judgement.evaluation.body_is_json {
-            if let Some(received) = &mut exchange.received {
-                received.body.mark_known_json();
-            }
-        }
         let classified = judgement.classified;
         exchange.tenant = classified.tenant().map(str::to_owned);
         exchange.operation = Some(classified.operation);
+        exchange.secrets = crate::redact::Secrets::of_request(
+            outbound.path_and_query.as_str(),
+            &outbound.headers,
+            &body,
+        );
         exchange.findings = judgement.evaluation.findings;
+        exchange.secrets.scrub_findings(&mut exchange.findings);
         exchange.verdict = Outcome::from(&judgement.verdict);
         outbound.tenant = exchange.tenant.clone().unwrap_or_default();
         outbound.class = OpClass::of(classified.operation, &outbound.method);
 
         // 6. rewrite / reject
         let (body, changed, batches) = match judgement.verdict {
-            Verdict::Reject(error) => return Ok(scim_response(&error)),
+            Verdict::Reject(mut error) => {
+                exchange.secrets.scrub_string(&mut error.detail);
+                return Ok(scim_response(&error));
+            }
             Verdict::Forward => (body, false, Vec::new()),
             Verdict::Rewrite { body, batches } => (Bytes::from(body), true, batches),
         };
@@ -382,7 +452,7 @@ impl Pipeline {
         if batches.is_empty() {
             return Ok(first);
         }
-        Box::pin(self.forward_batches(&outbound, &classified.prefix, first, batches, exchange))
+        self.forward_batches(&outbound, &classified.prefix, first, batches, exchange)
             .await
     }
 
@@ -393,10 +463,11 @@ impl Pipeline {
             .uri
             .path_and_query()
             .filter(|pq| pq.as_str().starts_with('/'))
-            .ok_or_else(|| ErrorKind::NoPath(parts.uri.to_string()))?
+            .ok_or_else(|| ErrorKind::NoPath(crate::redact::target(&parts.uri.to_string())))?
             .clone();
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);
+        crate::auth::swap_token(self.tokens.as_deref(), &mut headers);
         // The client's Host names this proxy; the upstream's replaces it.
         let original_host = headers.insert(HOST, self.upstream.host().clone());
         // The whole body is already here, so there is nothing left to wait for.
@@ -405,6 +476,7 @@ impl Pipeline {
             add_forwarded_headers(
                 &mut headers,
                 conn,
+                &self.trusted_proxies,
                 original_host.or_else(|| authority_of(&parts.uri)),
             );
         }
@@ -707,9 +779,23 @@ fn authority_of(uri: &http::Uri) -> Option<HeaderValue> {
 }
 
 /// X-Forwarded-For gets the client's address appended (it may already list earlier hops).
-fn add_forwarded_headers(headers: &mut http::HeaderMap, conn: ConnInfo, host: Option<HeaderValue>) {
+/// Earlier hops are kept only when the peer is one of `--trusted-proxies`: anyone else
+/// could write any address there.
+fn add_forwarded_headers(
+    headers: &mut http::HeaderMap,
+    conn: ConnInfo,
+    trusted_proxies: &[ipnet::IpNet],
+    host: Option<HeaderValue>,
+) {
     let client_ip = conn.remote.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let peer_trusted = trusted_proxies
+        .iter()
+        .any(|net| net.contains(&conn.remote.ip()));
+    let earlier = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| peer_trusted);
+    let forwarded_for = match earlier {
         Some(earlier) => format!("{earlier}, {client_ip}"),
         None => client_ip,
     };

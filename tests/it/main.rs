@@ -1,16 +1,22 @@
 //! scimguard's integration tests: one binary, a module per area, all over real sockets
 //! on 127.0.0.1 port 0.
 
+mod acme;
+mod auth;
 mod cli;
 mod debugging;
+mod deployment;
 mod emulator;
-#[allow(dead_code)] // until the browser, ACME and Redis tests call it
+#[allow(dead_code)] // until the browser and Redis tests call it
 mod external;
 mod forwarding;
 mod limits;
 mod pipeline;
 mod real_clients;
+mod recording;
+mod reload;
 mod rules;
+mod secrets;
 mod shutdown;
 mod support;
 mod throttle;
