@@ -68,6 +68,8 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     pub forwarded_headers: bool,
     pub limits: Limits,
+    /// Settings given that have no effect, for `main` to log once logging is set up.
+    pub warnings: Vec<String>,
     /// Enforce (act on findings) or observe (only report them).
     pub mode: Mode,
     /// The rules in effect: the embedded file or `--rules`, with action overrides.
@@ -432,6 +434,30 @@ impl Config {
             (None, None) => Mode::Enforce,
         };
         let rules = load_rules(args, file.rules)?;
+        // The emulator's settings mean nothing when requests go to a real upstream: say so
+        // rather than let the admin believe a token or tenant is in force.
+        let mut warnings = Vec::new();
+        if upstream.is_some() {
+            let given = [
+                (
+                    "--tenant",
+                    args.tenant.is_some() || file.emulator.tenant.is_some(),
+                ),
+                (
+                    "--token",
+                    args.token.is_some() || file.emulator.token.is_some(),
+                ),
+                (
+                    "--state",
+                    args.state.is_some() || file.emulator.state.is_some(),
+                ),
+            ];
+            for (flag, _) in given.iter().filter(|(_, set)| *set) {
+                warnings.push(format!(
+                    "{flag} is ignored: it configures the embedded emulator, which does not run with --upstream (the IdP's own bearer token is passed to the upstream)"
+                ));
+            }
+        }
         let emulator = EmulatorConfig {
             tenant: args
                 .tenant
@@ -592,6 +618,7 @@ impl Config {
             upstream_ca,
             forwarded_headers: args.forwarded_headers || file.forwarded_headers.unwrap_or(false),
             limits,
+            warnings,
         })
     }
 }

@@ -61,6 +61,9 @@ fn run(args: RunArgs) -> ExitCode {
     };
     // Held until exit: dropping it writes the log lines still queued.
     let _log_guard = scimguard::logging::init(config.log_format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

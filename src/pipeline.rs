@@ -219,12 +219,14 @@ impl Pipeline {
             }
         };
         let response = self.stamp(&mut exchange, response);
+        self.hint(&mut exchange);
         // Before any output: no secret the request carried reaches the capture, the log,
-        // the explanation log or the web view through a free text.
+        // the explanation log or the web view through a free text (hints quote AWS's
+        // detail, so they are scrubbed too).
         crate::redact::scrub_exchange(&mut exchange);
         // the live view on --admin
         let response = match &self.view {
-            Some(view) => view.observe(&exchange, response, &self.rules()).await,
+            Some(view) => view.observe(&exchange, response).await,
             None => response,
         };
         // 9. record
@@ -282,17 +284,19 @@ impl Pipeline {
 
     /// The explanation of a finished exchange: the rules' hints on the upstream's
     /// answer, the metrics, the log lines and the `--explain-log` line.
-    fn explain(&self, exchange: &mut Exchange) {
+    /// What the rules that fired say about the upstream's answer, once, for every output.
+    fn hint(&self, exchange: &mut Exchange) {
         if let Some(status) = exchange.upstream_status {
             let answer = Answer {
                 status,
                 detail: exchange.aws_detail.as_deref(),
                 aws_request_id: exchange.aws_request_id.as_deref(),
             };
-            exchange.hints = self.rules().hints(&exchange.findings, answer);
+            exchange.hints = self.rules().hints(self.mode, &exchange.findings, answer);
         }
-        // Hints quote AWS's detail: scrubbed too before any output.
-        crate::redact::scrub_exchange(exchange);
+    }
+
+    fn explain(&self, exchange: &mut Exchange) {
         self.count(exchange);
         crate::explain::log(exchange);
         if let Some(log) = &self.explain_log {
@@ -694,8 +698,14 @@ impl Pipeline {
             let body = Bytes::from(serde_json::to_vec(&batch.body).unwrap_or_default());
             let applied = i + 1;
             let report = |problem: String| {
+                let done = if applied == 1 {
+                    "Request 1 was applied".to_owned()
+                } else {
+                    format!("Requests 1 to {applied} were applied")
+                };
+                let problem = problem.trim_end_matches('.');
                 format!(
-                    "scimguard split this change into {total} requests to stay within AWS's limit of 100 members per request. Requests 1 to {applied} were applied; request {} failed: {problem}. Not applied: {}",
+                    "scimguard split this change into {total} requests to stay within AWS's limit of 100 members per request. {done}; request {} failed: {problem}. Not applied: {}",
                     applied + 1,
                     pending_members(&batches, i)
                 )

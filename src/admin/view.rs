@@ -22,7 +22,6 @@ use tokio::sync::{broadcast, mpsc};
 use super::entry::{self, Entry, Extras, Names, Upstream};
 use crate::exchange::Exchange;
 use crate::record::{Record, RecordedRequest, RecordedResponse, Timings, RECORD_VERSION};
-use crate::rules::{Answer, RuleSet};
 
 /// Exchanges kept by default (`--view-history`).
 pub const DEFAULT_VIEW_HISTORY: usize = 1000;
@@ -177,30 +176,19 @@ impl View {
 
     /// Takes in one answered exchange and gives its response back unchanged. The
     /// response is a whole buffer, so reading it here costs a clone of its `Bytes`.
-    /// Called before the capture takes the received request; `rules` gives the hints
-    /// on the upstream's answer, which the explanation works out after the capture.
+    /// Called before the capture takes the received request, after the pipeline has
+    /// worked out the hints and scrubbed the exchange of the request's secrets.
     pub async fn observe(
         &self,
         exchange: &Exchange,
         response: Response<Full<Bytes>>,
-        rules: &RuleSet,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = response.into_parts();
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(never) => match never {},
         };
-        let hints = match exchange.upstream_status {
-            Some(status) => rules.hints(
-                &exchange.findings,
-                Answer {
-                    status,
-                    detail: exchange.aws_detail.as_deref(),
-                    aws_request_id: exchange.aws_request_id.as_deref(),
-                },
-            ),
-            None => Vec::new(),
-        };
+        let hints = exchange.hints.clone();
         self.push_exchange(
             exchange,
             hints,

@@ -338,6 +338,8 @@ impl Emulator {
     ) -> Result<(), ApiError> {
         let view = RequestView {
             operation,
+            // Only an unknown path's shape is judged, and it is answered 404 before this.
+            path: "",
             resource_id: id,
             query,
             body,

@@ -15,6 +15,8 @@ use crate::scim::query::{Query, QueryError};
 #[derive(Debug, Clone)]
 pub struct RequestView<'a> {
     pub operation: Operation,
+    /// The request target's path as received (no query).
+    pub path: &'a str,
     /// The resource id from the path (`/Users/{id}`), percent-decoded.
     pub resource_id: Option<&'a str>,
     /// The parsed query string, or why it could not be parsed.
@@ -29,7 +31,8 @@ pub struct Finding {
     pub rule: String,
     /// The rule's action when it fired (in observe mode: what it would have done).
     pub action: Action,
-    /// Where: a JSON pointer into the body (`/emails/1`), `query:filter`, `path`, or `body`.
+    /// Where: a JSON pointer into the body (`/emails/1`), `query:filter`, `path /…` (the
+    /// request's path), or `body`.
     pub location: String,
     /// The rule's message with its placeholders filled in, written for the admin.
     pub message: String,

@@ -12,6 +12,7 @@ mod external;
 mod forwarding;
 mod limits;
 mod pipeline;
+mod real_clients;
 mod recording;
 mod reload;
 mod repair;

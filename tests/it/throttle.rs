@@ -47,7 +47,7 @@ const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 fn user(n: usize) -> Value {
     json!({
         "schemas": [USER_SCHEMA],
-        "userName": format!("user{n}"),
+        "userName": format!("user{n}@example.com"),
         "displayName": format!("User {n}"),
         "name": {"givenName": "Barbara", "familyName": "Jensen"},
         "emails": [{"value": format!("user{n}@example.com"), "type": "work", "primary": true}]
