@@ -33,6 +33,7 @@
 //! [`pipeline`]'s module docs list the phases of one request in order.
 
 pub mod admin;
+pub mod batches;
 pub mod cli;
 pub mod config;
 pub mod emulator;

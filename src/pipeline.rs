@@ -27,12 +27,12 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::admin::Readiness;
+use crate::batches::{Batch, BatchTarget};
 use crate::config::{Config, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
 use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, Timings};
-use crate::rules::context::{Batch, BatchTarget};
 use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
 use crate::throttle::{retry_after_header, throttled_error, Admission, OpClass, Throttle};

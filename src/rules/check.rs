@@ -92,6 +92,8 @@ pub enum Check {
     PatchRemoveMemberFilter,
     /// More than `max` membership changes: fix = sequential batches of at most `max`.
     PatchMembersLimit { max: usize },
+    /// A member added (or removed) twice in one request: fix = send it once.
+    DuplicateMembers,
 
     // ---- lists (ListUsers, ListGroups) ------------------------------------------------
     /// The filter must parse.
@@ -147,6 +149,7 @@ impl Check {
             Check::PatchReplaceMembers => "patch-replace-members",
             Check::PatchRemoveMemberFilter => "patch-remove-member-filter",
             Check::PatchMembersLimit { .. } => "patch-members-limit",
+            Check::DuplicateMembers => "duplicate-members",
             Check::FilterParses => "filter-parses",
             Check::FilterOperators { .. } => "filter-operators",
             Check::FilterAttributeSets { .. } => "filter-attribute-sets",
@@ -175,7 +178,8 @@ impl Check {
             | Check::PatchBooleanString { .. }
             | Check::PatchGroupPathless { .. }
             | Check::PatchRemoveMemberFilter
-            | Check::PatchMembersLimit { .. } => true,
+            | Check::PatchMembersLimit { .. }
+            | Check::DuplicateMembers => true,
             Check::PatchValues { checks } => checks.iter().any(Check::can_rewrite),
             _ => false,
         }
@@ -281,6 +285,7 @@ pub(crate) fn run_check(
         Check::PatchReplaceMembers => group::replace_members(r, state),
         Check::PatchRemoveMemberFilter => group::remove_member_filter(r, state),
         Check::PatchMembersLimit { max } => group::patch_members_limit(r, *max, state),
+        Check::DuplicateMembers => group::duplicate_members(r, request, state),
         Check::FilterParses => list::filter_parses(r, request, state),
         Check::FilterOperators { operators, logical } => {
             list::filter_operators(r, operators, logical, request, state)
@@ -371,6 +376,7 @@ pub(crate) fn quiet<'n, 'a>(
         Check::PatchReplaceMembers => group::replace_members_quiet(body),
         Check::PatchRemoveMemberFilter => group::remove_member_filter_quiet(body),
         Check::PatchMembersLimit { max } => group::patch_members_limit_quiet(*max, body),
+        Check::DuplicateMembers => group::duplicate_members_quiet(request.operation, body),
         // Path and query checks: answered above.
         Check::UnsupportedOperation
         | Check::UnknownEndpoint

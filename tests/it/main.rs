@@ -8,6 +8,7 @@ mod emulator;
 mod external;
 mod forwarding;
 mod limits;
+mod linear;
 mod rules;
 mod shutdown;
 mod support;
