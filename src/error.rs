@@ -32,6 +32,8 @@ pub enum ErrorKind {
     BodyTooLarge { limit: usize },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {0:?} (--body-timeout)")]
+    BodyTimeout(std::time::Duration),
     #[error(
         "the request target `{0}` has no path; send an origin-form target such as /scim/v2/Users"
     )]
@@ -59,6 +61,7 @@ impl Error {
         match &self.kind {
             ErrorKind::BodyTooLarge { .. } => 413,
             ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => 400,
+            ErrorKind::BodyTimeout(_) => 408,
             ErrorKind::Upstream(e) => e.status(),
             ErrorKind::Throttled { .. } => 429,
             ErrorKind::Internal(_) => 500,
@@ -67,9 +70,10 @@ impl Error {
 
     pub fn blame(&self) -> Blame {
         match &self.kind {
-            ErrorKind::BodyTooLarge { .. } | ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => {
-                Blame::Client
-            }
+            ErrorKind::BodyTooLarge { .. }
+            | ErrorKind::BodyRead(_)
+            | ErrorKind::BodyTimeout(_)
+            | ErrorKind::NoPath(_) => Blame::Client,
             ErrorKind::Upstream(_) => Blame::Upstream,
             ErrorKind::Throttled { .. } => Blame::Client,
             ErrorKind::Internal(_) => Blame::Proxy,
@@ -83,6 +87,9 @@ impl Error {
                 "Split the change into smaller requests (at most 100 group members per PATCH)."
             }
             ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => "Check the IdP's SCIM endpoint URL.",
+            ErrorKind::BodyTimeout(_) => {
+                "Send the whole body at once; check the network between the IdP and scimguard."
+            }
             ErrorKind::Upstream(UpstreamError::Timeout { .. }) => {
                 "The request may or may not have been applied; check the resource before retrying."
             }

@@ -142,11 +142,7 @@ impl Proxy {
             addr: loopback,
             source,
         })?;
-        let options = ServerOptions {
-            tls: None,
-            header_timeout: config.limits.header_timeout,
-            shutdown_timeout: config.limits.shutdown_timeout,
-        };
+        let options = ServerOptions::new(None, &config.limits);
         let task = tokio::spawn(server::serve(
             listener,
             emulator.clone(),
@@ -213,11 +209,7 @@ impl Proxy {
             readiness,
             admin: config.admin,
             admin_listener: None,
-            options: ServerOptions {
-                tls,
-                header_timeout: config.limits.header_timeout,
-                shutdown_timeout: config.limits.shutdown_timeout,
-            },
+            options: ServerOptions::new(tls, &config.limits),
             embedded: None,
         })
     }

@@ -270,7 +270,7 @@ impl Pipeline {
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
         let (parts, body) = request.into_parts();
-        let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
+        let body = capture_body(&parts, body, &self.limits).await?;
         if self.recorder.is_some() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             exchange.received = Some(ReceivedRequest {
@@ -632,9 +632,10 @@ fn percent_encode_segment(segment: &str) -> String {
     out
 }
 
-/// Reads the whole request body, refusing one over `max_bytes` before reading it when
-/// Content-Length already says so.
-async fn capture_body(parts: &Parts, body: Incoming, max_bytes: usize) -> Result<Bytes, Error> {
+/// Reads the whole request body within the body timeout (408 after it), refusing one
+/// over the size cap before reading it when Content-Length already says so.
+async fn capture_body(parts: &Parts, body: Incoming, limits: &Limits) -> Result<Bytes, Error> {
+    let max_bytes = limits.max_body_bytes;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -646,7 +647,11 @@ async fn capture_body(parts: &Parts, body: Incoming, max_bytes: usize) -> Result
     if hyper::body::Body::is_end_stream(&body) {
         return Ok(Bytes::new());
     }
-    match Limited::new(body, max_bytes).collect().await {
+    let read = tokio::time::timeout(limits.body_timeout, Limited::new(body, max_bytes).collect());
+    let Ok(read) = read.await else {
+        return Err(ErrorKind::BodyTimeout(limits.body_timeout).into());
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ErrorKind::BodyTooLarge { limit: max_bytes }.into())

@@ -2,6 +2,7 @@
 //! on 127.0.0.1 port 0.
 
 mod cli;
+mod connections;
 mod debugging;
 mod emulator;
 #[allow(dead_code)] // until the browser, ACME and Redis tests call it
