@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::error::Blame;
 use crate::exchange::Exchange;
 use crate::rules::Action;
 
@@ -26,8 +27,9 @@ pub fn log(exchange: &Exchange) {
         method = exchange.method.as_str(),
         path = exchange.path.as_str(),
         operation,
-        verdict = exchange.verdict,
+        verdict = exchange.verdict.as_str(),
         status = exchange.status,
+        blame = exchange.blame.map(Blame::as_str),
         elapsed_us,
         upstream_us,
         "request"
@@ -95,7 +97,7 @@ pub fn to_json(exchange: &Exchange) -> serde_json::Value {
         "path": exchange.path,
         "operation": exchange.operation.map(|o| o.name()),
         "mode": if exchange.observe { "observe" } else { "enforce" },
-        "verdict": exchange.verdict,
+        "verdict": exchange.verdict.as_str(),
         "status": exchange.status,
         "findings": findings,
         "upstream": {
