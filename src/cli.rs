@@ -216,6 +216,11 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
+    /// With --record, response bodies longer than this are recorded cut, with a
+    /// marker (they still reach the client whole) [default: 1048576].
+    #[arg(long, env = "SCIMGUARD_RECORD_BODY_MAX_BYTES", value_name = "BYTES")]
+    pub record_body_max_bytes: Option<usize>,
+
     /// Time allowed to connect to the upstream [default: 5s].
     #[arg(long, env = "SCIMGUARD_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub connect_timeout: Option<Duration>,

@@ -48,6 +48,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// slot, while a load balancer's few addresses still fit.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
+/// With `--record`, a response body is recorded up to 1 MiB (AWS's largest request,
+/// and over ten of its 50-resource list pages); a longer one is recorded cut, with a
+/// marker, and still streams to the client whole.
+pub const DEFAULT_RECORD_BODY_MAX_BYTES: usize = 1_048_576;
+
 /// TCP + TLS connect to the upstream: 5 s. AWS's regional endpoints connect in well
 /// under 100 ms, so 5 s only expires when the upstream is really unreachable (→ 502).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,6 +125,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// 0: no cap per address.
     pub max_connections_per_ip: usize,
+    /// A response body longer than this is recorded cut (with `--record`).
+    pub record_body_max_bytes: usize,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -134,6 +141,7 @@ impl Default for Limits {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            record_body_max_bytes: DEFAULT_RECORD_BODY_MAX_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -229,6 +237,7 @@ pub struct FileConfig {
     pub body_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    pub record_body_max_bytes: Option<usize>,
     pub connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
@@ -419,6 +428,10 @@ impl Config {
                 .max_connections_per_ip
                 .or(file.max_connections_per_ip)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            record_body_max_bytes: args
+                .record_body_max_bytes
+                .or(file.record_body_max_bytes)
+                .unwrap_or(DEFAULT_RECORD_BODY_MAX_BYTES),
             connect_timeout: duration(
                 "connect_timeout",
                 args.connect_timeout,

@@ -34,6 +34,7 @@
 
 pub mod admin;
 pub mod batches;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod emulator;

@@ -43,11 +43,14 @@ use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, 
 use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
 use crate::throttle::{retry_after_header, throttled_error, Admission, OpClass, Throttle};
-use crate::upstream::{remove_hop_by_hop, Upstream};
+use crate::upstream::{
+    remove_hop_by_hop, Upstream, UpstreamError, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
+};
 use crate::verdict::{self, Judgement, Outcome, Verdict};
 
-/// The response body type of the proxy: always a whole buffer.
-pub type Body = Full<Bytes>;
+use crate::body::full;
+/// The response body of the proxy: a whole buffer, or the upstream's answer streamed.
+pub use crate::body::Body;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -207,14 +210,42 @@ impl Pipeline {
         }
     }
 
-    /// Records the finished exchange and gives the response back unchanged.
+    /// Records the finished exchange and gives the response back unchanged. An answer
+    /// over `--record-body-max-bytes` is recorded cut, with a marker, and still streams
+    /// to the client whole.
     async fn record(
         &self,
         recorder: &Recorder,
         exchange: &mut Exchange,
         response: Response<Body>,
     ) -> Response<Body> {
-        let (parts, body) = buffered(response).await;
+        let cap = self.limits.record_body_max_bytes;
+        let total = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (parts, body) = response.into_parts();
+        let (parts, head) = match crate::body::read_head(body, cap).await {
+            Ok(head) => (parts, head),
+            Err(e) => {
+                // Nothing has reached the client yet: it gets the upstream's failure.
+                let error = Error::from(crate::upstream::UpstreamError::Exchange {
+                    upstream: self.upstream.url().to_string(),
+                    reason: e.to_string(),
+                });
+                exchange.error = Some(error.to_string());
+                exchange.blame = Some(error.blame());
+                exchange.verdict = Outcome::Error;
+                let (parts, _) = self.stamp(exchange, error_response(&error)).into_parts();
+                let bytes = Bytes::from(ScimError::new(error.status(), error.detail()).to_json());
+                (parts, crate::body::Head { bytes, rest: None })
+            }
+        };
+        let recorded: crate::record::Body = match head.rest {
+            Some(_) => crate::body::cut_for_record(&head.bytes, cap, total).into(),
+            None => head.bytes.clone().into(),
+        };
         // The exchange ends here: its recorded requests move into the record.
         let request = exchange.received.take().unwrap_or_else(|| ReceivedRequest {
             method: exchange.method.clone(),
@@ -238,7 +269,7 @@ impl Pipeline {
             verdict: exchange.verdict.as_str(),
             request,
             forwarded: std::mem::take(&mut exchange.forwarded),
-            response: Some((parts.status.as_u16(), &parts.headers, body.clone().into())),
+            response: Some((parts.status.as_u16(), &parts.headers, recorded)),
             findings: &exchange.findings,
             error: exchange.error.as_deref(),
             timings: Timings {
@@ -252,7 +283,7 @@ impl Pipeline {
         if recorder.dropped() > dropped_before {
             self.metrics.record_drop();
         }
-        Response::from_parts(parts, Full::new(body))
+        Response::from_parts(parts, head.into_body())
     }
 
     /// Every 10 s (a third of /readyz's 30 s window) sends `GET` to the upstream URL's
@@ -496,20 +527,16 @@ impl Pipeline {
         let answer = self.upstream.send(request).await?;
         exchange.upstream_elapsed =
             Some(exchange.upstream_elapsed.unwrap_or_default() + answer.elapsed);
-        exchange.upstream_status = Some(answer.response.status().as_u16());
+        let status = answer.response.status();
+        exchange.upstream_status = Some(status.as_u16());
         exchange.aws_request_id = answer
             .response
             .headers()
             .get("x-amzn-requestid")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if answer.response.status().as_u16() >= 400 {
-            exchange.aws_detail = serde_json::from_slice::<Value>(answer.response.body())
-                .ok()
-                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
-        }
         self.readiness.mark_upstream_ok();
-        if answer.response.status() == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS {
             // Relayed as it is; the tenant's bucket waits out AWS's Retry-After.
             if let Some(throttle) = &self.throttle {
                 exchange.upstream_back_off =
@@ -518,7 +545,22 @@ impl Pipeline {
         }
         let (mut parts, body) = answer.response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Full::new(body)))
+        let body = if status.as_u16() >= 400 {
+            // The explanation quotes an error's detail: error answers are read whole
+            // (they are small).
+            let bytes = self
+                .upstream
+                .whole(body, MAX_ERROR_BYTES, answer.deadline)
+                .await?;
+            exchange.aws_detail = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
+            full(bytes)
+        } else {
+            // Nothing needs the rest whole: it goes to the client as it arrives.
+            self.upstream.stream(body, answer.deadline).boxed()
+        };
+        Ok(Response::from_parts(parts, body))
     }
 
     /// Sends the follow-up PATCHes of a split request one after another, after the first
@@ -536,7 +578,7 @@ impl Pipeline {
             return Ok(first);
         }
         let total = batches.len() + 1;
-        let (first, first_body) = buffered(first).await;
+        let (first, first_body) = buffered(first, MAX_RESPONSE_BYTES).await?;
         let path = match batches[0].target {
             BatchTarget::SameResource => outbound.path_and_query.path().to_owned(),
             BatchTarget::CreatedGroup => {
@@ -562,7 +604,7 @@ impl Pipeline {
             ))
         })?;
         let created = batches[0].target == BatchTarget::CreatedGroup;
-        let first = Response::from_parts(first, Full::new(first_body));
+        let first = Response::from_parts(first, full(first_body));
         let mut last: Option<Response<Body>> = None;
         for (i, batch) in batches.iter().enumerate() {
             let body = Bytes::from(serde_json::to_vec(&batch.body).unwrap_or_default());
@@ -592,7 +634,8 @@ impl Pipeline {
                 Ok(response) if response.status().is_success() => last = Some(response),
                 Ok(response) => {
                     let status = response.status();
-                    let (parts, body) = buffered(response).await;
+                    // An error answer: read whole already, by `forward`.
+                    let (parts, body) = buffered(response, MAX_ERROR_BYTES).await?;
                     let upstream_detail = serde_json::from_slice::<Value>(&body)
                         .ok()
                         .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
@@ -669,16 +712,26 @@ fn pending_members(batches: &[Batch], from: usize) -> String {
         .join("; ")
 }
 
-/// Splits a response into its parts and body bytes.
-async fn buffered(response: Response<Body>) -> (http::response::Parts, Bytes) {
+/// Splits a response into its parts and body bytes, at most `limit` of them.
+async fn buffered(
+    response: Response<Body>,
+    limit: usize,
+) -> Result<(http::response::Parts, Bytes), Error> {
     let (parts, body) = response.into_parts();
-    // A Full body never fails.
-    let bytes = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    (parts, bytes)
+    let head = crate::body::read_head(body, limit).await.map_err(|e| {
+        ErrorKind::Upstream(UpstreamError::Exchange {
+            upstream: String::from("the upstream"),
+            reason: e.to_string(),
+        })
+    })?;
+    if head.rest.is_some() {
+        return Err(ErrorKind::Upstream(UpstreamError::TooLarge {
+            upstream: String::from("the upstream"),
+            limit,
+        })
+        .into());
+    }
+    Ok((parts, head.bytes))
 }
 
 /// Percent-encodes a path segment (ids AWS makes are `[0-9a-f-]`, but an upstream may
@@ -770,7 +823,7 @@ pub fn scim_response(error: &ScimError) -> Response<Body> {
         .parse()
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok());
-    let mut response = Response::new(Full::new(Bytes::from(error.to_json())));
+    let mut response = Response::new(full(error.to_json()));
     *response.status_mut() = status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,22 +24,27 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use crate::body::{Body, BoxError};
 use crate::config::Limits;
 use crate::exchange::ConnInfo;
-use crate::pipeline::Body;
 use crate::scim::error::ScimError;
 
 /// What answers requests on a listener. Implementations never fail: every error is a
 /// response.
 pub trait Handler: Send + Sync + 'static {
+    /// The answers' body: whole, or streamed as it arrives.
+    type Body: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
+
     fn handle(
         &self,
         request: http::Request<hyper::body::Incoming>,
         conn: ConnInfo,
-    ) -> impl Future<Output = http::Response<Body>> + Send;
+    ) -> impl Future<Output = http::Response<Self::Body>> + Send;
 }
 
 impl Handler for crate::pipeline::Pipeline {
+    type Body = Body;
+
     fn handle(
         &self,
         request: http::Request<hyper::body::Incoming>,

@@ -12,6 +12,7 @@ mod limits;
 mod linear;
 mod rules;
 mod shutdown;
+mod streaming;
 mod support;
 mod throttle;
 mod tls;
