@@ -11,9 +11,11 @@
 //! | part | role |
 //! |---|---|
 //! | [`cli`], [`config`] | raw flags (clap) → one validated [`config::Config`] (file + env + flags) |
-//! | [`server`] | accept, TLS, HTTP/1.1 and h2, header timeout, graceful shutdown |
+//! | [`server`] | accept, TLS, HTTP/1.1 and h2; connection caps, header and idle timeouts; graceful shutdown |
 //! | [`pipeline`] | THE flow of one request: every phase, in order |
 //! | [`exchange`] | the per-request record the phases share |
+//! | [`batches`] | member changes over AWS's 100 split into sequential requests, each member moved once |
+//! | [`body`] | response bodies: whole, or the upstream's answer streamed as it arrives |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
 //! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
