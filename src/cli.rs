@@ -54,6 +54,11 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = crate::offline::Format::Text)]
     pub format: crate::offline::Format,
 
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
+
     #[command(flatten)]
     pub selection: RulesSelection,
 }
@@ -61,9 +66,15 @@ pub struct CheckArgs {
 /// Flags of `scimguard export-har`.
 #[derive(Debug, Args)]
 pub struct ExportHarArgs {
-    /// The capture (its rotated files .1 … .5 are read too, oldest first).
-    #[arg(value_name = "CAPTURE")]
-    pub capture: PathBuf,
+    /// Captures (each one's rotated files .1 … .5 are read too, oldest first);
+    /// several captures, e.g. one per replica, are merged by time.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
 
     /// The scheme and host the HAR's URLs get (the capture has paths only).
     #[arg(long, default_value = crate::har::DEFAULT_BASE_URL, value_name = "URL")]
@@ -73,9 +84,15 @@ pub struct ExportHarArgs {
 /// Flags of `scimguard replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The capture to re-send.
-    #[arg(value_name = "CAPTURE")]
-    pub capture: PathBuf,
+    /// The captures to re-send; several captures, e.g. one per replica, are merged by
+    /// time.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Where to send: the emulator, or scimguard in front of AWS (its URL; the
     /// captured paths are appended to its path).
@@ -289,6 +306,11 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_EXPLAIN_LOG", value_name = "FILE")]
     pub explain_log: Option<PathBuf>,
 
+    /// With --record: the name every record carries, so captures of several replicas
+    /// can be merged and told apart [default: the host name].
+    #[arg(long, env = "SCIMGUARD_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
+
     /// Serve /metrics, /healthz and /readyz on this address (keep it on loopback; never
     /// the proxy's port), e.g. 127.0.0.1:9090 [default: off].
     #[arg(long, env = "SCIMGUARD_ADMIN", value_name = "ADDR")]
@@ -311,6 +333,10 @@ pub struct RunArgs {
     /// Without --upstream: keep the embedded emulator's users and groups in this file.
     #[arg(long, env = "SCIMGUARD_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
+
+    /// Log lines as text or as JSON objects, one a line [default: text].
+    #[arg(long, env = "SCIMGUARD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::logging::LogFormat>,
 
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 30s].
     #[arg(long, env = "SCIMGUARD_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]

@@ -105,6 +105,8 @@ pub struct Config {
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
     pub explain_log: Option<PathBuf>,
+    /// `--log-format`: text or JSON log lines.
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Certificate chain and key for the HTTPS listener.
@@ -255,6 +257,8 @@ pub struct FileConfig {
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
     pub explain_log: Option<PathBuf>,
+    pub replica_name: Option<String>,
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// `[throttle]` in the config file.
@@ -530,10 +534,26 @@ impl Config {
             let options = crate::record::RecordOptions {
                 max_bytes: args.record_max_bytes.or(file.record_max_bytes),
                 redact_pii: args.redact_pii || file.redact_pii.unwrap_or(false),
+                replica: Some(
+                    args.replica_name
+                        .clone()
+                        .or(file.replica_name.clone())
+                        .unwrap_or_else(crate::record::default_replica_name),
+                ),
                 ..crate::record::RecordOptions::default()
             };
             (path, options)
         });
+        if record
+            .as_ref()
+            .is_some_and(|(_, o)| o.replica.as_deref().is_some_and(str::is_empty))
+        {
+            return Err(ConfigError::setting(
+                "replica_name",
+                "an empty name cannot tell replicas apart",
+                "give each replica a name of its own, e.g. --replica-name scimguard-a, or leave it out to use the host name",
+            ));
+        }
         if record.as_ref().is_some_and(|(_, o)| o.max_bytes == Some(0)) {
             return Err(ConfigError::setting(
                 "record_max_bytes",
@@ -545,6 +565,7 @@ impl Config {
         Ok(Config {
             record,
             explain_log: args.explain_log.clone().or(file.explain_log),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             throttle,
             admin,
             emulator,
@@ -707,6 +728,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--max-connections"), "{err}");
+    }
+
+    #[test]
+    fn log_format_comes_from_the_file_unless_a_flag_says_otherwise() {
+        use crate::logging::LogFormat;
+        let file: FileConfig = toml::from_str("log_format = \"json\"").unwrap();
+        let cfg = Config::merge(&RunArgs::default(), file).unwrap();
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        let file: FileConfig = toml::from_str("log_format = \"json\"").unwrap();
+        let args = RunArgs {
+            log_format: Some(LogFormat::Text),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            Config::merge(&args, file).unwrap().log_format,
+            LogFormat::Text
+        );
+        assert_eq!(
+            Config::merge(&RunArgs::default(), FileConfig::default())
+                .unwrap()
+                .log_format,
+            LogFormat::Text
+        );
+        let bad = toml::from_str::<FileConfig>("log_format = \"xml\"").unwrap_err();
+        assert!(bad.to_string().contains("text"), "{bad}");
     }
 
     #[test]

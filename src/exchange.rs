@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method};
 
-use crate::error::Blame;
+use crate::error::{Blame, Error, ErrorKind};
 use crate::rules::Finding;
 use crate::scim::Operation;
 use crate::verdict::Outcome;
@@ -132,6 +132,9 @@ pub struct Exchange {
     pub received: Option<crate::record::ReceivedRequest>,
     /// When recording: what was sent upstream instead (the rewrite, then each batch).
     pub forwarded: Vec<crate::record::RecordedRequest>,
+    /// The secret values the request carried, scrubbed from every free text before
+    /// any output ([`crate::redact::scrub_exchange`]).
+    pub secrets: crate::redact::Secrets,
 }
 
 impl Exchange {
@@ -159,6 +162,18 @@ impl Exchange {
             blame: None,
             received: None,
             forwarded: Vec::new(),
+            secrets: crate::redact::Secrets::default(),
+        }
+    }
+
+    /// Notes the error that ended the exchange. Unless the throttle refused it, the
+    /// outcome is `error`: a request whose upstream failed (502, 504) was not
+    /// forwarded in any useful sense, and the metrics must not count it as such.
+    pub fn failed(&mut self, error: &Error) {
+        self.error = Some(error.to_string());
+        self.blame = Some(error.blame());
+        if !matches!(error.kind, ErrorKind::Throttled { .. }) {
+            self.verdict = Outcome::Error;
         }
     }
 }

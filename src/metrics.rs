@@ -18,6 +18,7 @@
 //! | `scimguard_throttle_wait_seconds` | histogram | |
 //! | `scimguard_throttle_queue_depth` | gauge | |
 //! | `scimguard_recording_drops_total` | counter | |
+//! | `scimguard_explain_log_drops_total` | counter | |
 //!
 //! Labels are bounded sets: operation names, verdicts, rule ids from the loaded rules,
 //! HTTP statuses. Tenants are never a label (clients choose them, so they are unbounded).
@@ -70,6 +71,7 @@ struct Inner {
     throttle_wait: Histogram,
     queue_depth: Gauge,
     drops: Counter,
+    explain_drops: Counter,
     /// Read at every render, so the gauge is current when scraped.
     queue_depth_source: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -127,6 +129,7 @@ impl Metrics {
         let throttle_wait = Histogram::new(WAIT_BUCKETS);
         let queue_depth = Gauge::default();
         let drops = Counter::default();
+        let explain_drops = Counter::default();
         registry.register(
             "requests",
             "Requests answered, by SCIM operation and verdict (forwarded, rewritten, rejected, error, or what the pipeline names)",
@@ -174,8 +177,13 @@ impl Metrics {
         );
         registry.register(
             "recording_drops",
-            "Exchanges the recorder dropped because its buffer was full",
+            "Exchanges the recorder could not write: a full queue or a failed write (a full disk)",
             drops.clone(),
+        );
+        registry.register(
+            "explain_log_drops",
+            "Explanations --explain-log could not write: a full queue or a failed write",
+            explain_drops.clone(),
         );
         Metrics {
             inner: Arc::new(Inner {
@@ -190,6 +198,7 @@ impl Metrics {
                 throttle_wait,
                 queue_depth,
                 drops,
+                explain_drops,
                 queue_depth_source: OnceLock::new(),
             }),
         }
@@ -275,6 +284,11 @@ impl Metrics {
     /// One exchange the recorder dropped.
     pub fn record_drop(&self) {
         self.inner.drops.inc();
+    }
+
+    /// `n` explanations `--explain-log` could not write.
+    pub fn explain_log_drops(&self, n: u64) {
+        self.inner.explain_drops.inc_by(n);
     }
 
     /// The exposition: OpenMetrics text, served as [`CONTENT_TYPE`].

@@ -28,6 +28,7 @@ use crate::body::{Body, BoxError};
 use crate::config::Limits;
 use crate::exchange::ConnInfo;
 use crate::scim::error::ScimError;
+use crate::unparsed::Answering;
 
 /// What answers requests on a listener. Implementations never fail: every error is a
 /// response.
@@ -40,6 +41,12 @@ pub trait Handler: Send + Sync + 'static {
         request: http::Request<hyper::body::Incoming>,
         conn: ConnInfo,
     ) -> impl Future<Output = http::Response<Self::Body>> + Send;
+
+    /// The whole HTTP/1.1 answer to what hyper refused before it became a request (see
+    /// [`crate::unparsed`]); `None` keeps hyper's bare status.
+    fn unparsed(&self, _status: http::StatusCode) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl Handler for crate::pipeline::Pipeline {
@@ -51,6 +58,10 @@ impl Handler for crate::pipeline::Pipeline {
         conn: ConnInfo,
     ) -> impl Future<Output = http::Response<Body>> + Send {
         crate::pipeline::Pipeline::handle(self, request, conn)
+    }
+
+    fn unparsed(&self, status: http::StatusCode) -> Option<Vec<u8>> {
+        Some(crate::pipeline::Pipeline::unparsed(self, status))
     }
 }
 
@@ -293,6 +304,7 @@ async fn serve_connection<H: Handler>(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let _ = stream.set_nodelay(true);
+    let refusals = pipeline.clone();
     let clock = Arc::new(Clock::new(options.header_timeout, options.idle_timeout));
     let service = {
         let clock = clock.clone();
@@ -309,9 +321,9 @@ async fn serve_connection<H: Handler>(
     let (h1, h2) = &*protocols;
     let result = match options.tls {
         None => {
-            let io = TokioIo::new(Watched::new(stream, clock.clone()));
+            let io = Watched::new(Answering::new(stream, refusals), clock.clone());
             clock
-                .guard(watcher.watch(h1.serve_connection(io, service)))
+                .guard(watcher.watch(h1.serve_connection(TokioIo::new(io), service)))
                 .await
         }
         Some(acceptor) => {
@@ -339,9 +351,9 @@ async fn serve_connection<H: Handler>(
                     .guard(watcher.watch(h2.serve_connection(io, service)))
                     .await
             } else {
-                let io = TokioIo::new(Watched::new(tls, clock.clone()));
+                let io = Watched::new(Answering::new(tls, refusals), clock.clone());
                 clock
-                    .guard(watcher.watch(h1.serve_connection(io, service)))
+                    .guard(watcher.watch(h1.serve_connection(TokioIo::new(io), service)))
                     .await
             }
         }
