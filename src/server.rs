@@ -593,3 +593,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_one() {
+        let raised = raise_open_files_limit(10).expect("the limit can be read");
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        assert_eq!(raised, soft);
+        assert_eq!(soft, hard);
+    }
+
+    #[test]
+    fn the_per_address_cap_counts_open_connections_only() {
+        let table = Arc::new(PerAddress::default());
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let first = PerAddress::take(&table, ip, 2).expect("one");
+        let _second = PerAddress::take(&table, ip, 2).expect("two");
+        assert!(
+            PerAddress::take(&table, ip, 2).is_none(),
+            "a third over the cap"
+        );
+        assert!(PerAddress::take(&table, [10, 0, 0, 1].into(), 2).is_some());
+        drop(first);
+        assert!(
+            PerAddress::take(&table, ip, 2).is_some(),
+            "a slot given back"
+        );
+    }
+}
