@@ -4,6 +4,7 @@
 //! | # | phase     | here                                                                 |
 //! |---|-----------|----------------------------------------------------------------------|
 //! | 1 | accept    | [`crate::server`]: TCP → TLS → HTTP, one span per connection          |
+//! | 1½ | authenticate | [`crate::auth::refusal`]: token isolation's 401, before the body |
 //! | 2 | capture   | [`crate::target::check`], then [`capture_body`] under a size cap (413) and a time cap (408) |
 //! | 3 | classify  | [`crate::scim::classify`]: method + path → `Operation`; query decoded |
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
@@ -57,7 +58,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
-/// `forwarded`, `rewritten` or `rejected`, on every response.
+/// The [`Outcome`] (`forwarded`, `rewritten`, `rejected`, `throttled` or `error`), on
+/// every response.
 pub static VERDICT_HEADER: HeaderName = HeaderName::from_static("x-scimguard-verdict");
 /// The ids of the rules that fired (in observe mode too), when any did.
 pub static RULES_HEADER: HeaderName = HeaderName::from_static("x-scimguard-rules");
@@ -67,8 +69,9 @@ pub struct Pipeline {
     upstream: Upstream,
     limits: Limits,
     forwarded_headers: bool,
-    /// Shared with the blocking threads that judge heavy requests.
-    rules: Arc<RuleSet>,
+    /// Swapped whole by [`Pipeline::replace_rules`] (SIGHUP); a request keeps the set it
+    /// started with (a heavy request takes it to its blocking thread).
+    rules: std::sync::RwLock<Arc<RuleSet>>,
     mode: Mode,
     /// Heavy requests judged at once on blocking threads (see [`HEAVY_BODY_BYTES`]).
     heavy: Arc<Semaphore>,
@@ -80,6 +83,10 @@ pub struct Pipeline {
     recorder: Option<Recorder>,
     /// `--explain-log`: one JSON explanation per exchange.
     explain_log: Option<crate::explain::ExplainLog>,
+    /// Token isolation ([`crate::auth`]), when configured.
+    tokens: Option<Arc<crate::auth::TokenIsolation>>,
+    /// `--trusted-proxies`: whose `X-Forwarded-For` is kept.
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -129,7 +136,7 @@ impl Pipeline {
             upstream,
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
-            rules: Arc::new(config.rules.clone()),
+            rules: std::sync::RwLock::new(Arc::new(config.rules.clone())),
             heavy: Arc::new(Semaphore::new(heavy_permits())),
             mode: config.mode,
             throttle,
@@ -137,7 +144,32 @@ impl Pipeline {
             readiness,
             recorder,
             explain_log,
+            tokens: config.token_isolation.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         })
+    }
+
+    /// The rules in effect.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `rules` in effect for every request that starts from now on.
+    pub fn replace_rules(&self, rules: RuleSet) {
+        self.readiness.rules_loaded(!rules.rules().is_empty());
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(rules);
+    }
+
+    /// The credentials a call to the upstream on behalf of a request carries: the AWS
+    /// token under token isolation, else the request's own `Authorization`.
+    pub fn upstream_credentials(&self, request_headers: &HeaderMap) -> Option<HeaderValue> {
+        crate::auth::upstream_credentials(self.tokens.as_deref(), request_headers)
     }
 
     /// Flushes and closes the capture and the explanation log: call after the server
@@ -241,7 +273,7 @@ impl Pipeline {
                 detail: exchange.aws_detail.as_deref(),
                 aws_request_id: exchange.aws_request_id.as_deref(),
             };
-            exchange.hints = self.rules.hints(&exchange.findings, answer);
+            exchange.hints = self.rules().hints(&exchange.findings, answer);
         }
         // Hints quote AWS's detail: scrubbed too before any output.
         crate::redact::scrub_exchange(exchange);
@@ -381,8 +413,14 @@ impl Pipeline {
         conn: ConnInfo,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
-        // 2. capture: the target's own checks, then the body
         let (parts, body) = request.into_parts();
+        // 1½. authenticate: under token isolation, a request without a client token is
+        // refused before its body is read or judged (crate::auth).
+        if let Some(refusal) = crate::auth::refusal(self.tokens.as_deref(), &parts.headers) {
+            exchange.verdict = Outcome::Rejected;
+            return Ok(scim_response(&refusal));
+        }
+        // 2. capture: the target's own checks, then the body
         crate::target::check(&parts.uri)?;
         let body = capture_body(&parts, body, &self.limits).await?;
         if self.recorder.is_some() {
@@ -453,12 +491,18 @@ impl Pipeline {
     async fn judge(&self, outbound: &Outbound, body: &Bytes) -> Result<Judgement, Error> {
         let (method, target) = (outbound.method.as_str(), outbound.path_and_query.as_str());
         if body.len() <= HEAVY_BODY_BYTES {
-            return Ok(verdict::judge(&self.rules, self.mode, method, target, body));
+            return Ok(verdict::judge(
+                &self.rules(),
+                self.mode,
+                method,
+                target,
+                body,
+            ));
         }
         let permit = self.heavy.clone().acquire_owned().await.map_err(|e| {
             ErrorKind::Internal(format!("the queue of heavy requests is closed: {e}"))
         })?;
-        let (rules, mode, body) = (self.rules.clone(), self.mode, body.clone());
+        let (rules, mode, body) = (self.rules(), self.mode, body.clone());
         let (method, target) = (method.to_owned(), target.to_owned());
         tokio::task::spawn_blocking(move || {
             // Held until judged, even when the client has gone away meanwhile.
@@ -476,10 +520,11 @@ impl Pipeline {
             .uri
             .path_and_query()
             .filter(|pq| pq.as_str().starts_with('/'))
-            .ok_or_else(|| ErrorKind::NoPath(parts.uri.to_string()))?
+            .ok_or_else(|| ErrorKind::NoPath(crate::redact::target(&parts.uri.to_string())))?
             .clone();
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);
+        crate::auth::swap_token(self.tokens.as_deref(), &mut headers);
         // The client's Host names this proxy; the upstream's replaces it.
         let original_host = headers.insert(HOST, self.upstream.host().clone());
         // The whole body is already here, so there is nothing left to wait for.
@@ -488,6 +533,7 @@ impl Pipeline {
             add_forwarded_headers(
                 &mut headers,
                 conn,
+                &self.trusted_proxies,
                 original_host.or_else(|| authority_of(&parts.uri)),
             );
         }
@@ -826,9 +872,23 @@ fn authority_of(uri: &http::Uri) -> Option<HeaderValue> {
 }
 
 /// X-Forwarded-For gets the client's address appended (it may already list earlier hops).
-fn add_forwarded_headers(headers: &mut http::HeaderMap, conn: ConnInfo, host: Option<HeaderValue>) {
+/// Earlier hops are kept only when the peer is one of `--trusted-proxies`: anyone else
+/// could write any address there.
+fn add_forwarded_headers(
+    headers: &mut http::HeaderMap,
+    conn: ConnInfo,
+    trusted_proxies: &[ipnet::IpNet],
+    host: Option<HeaderValue>,
+) {
     let client_ip = conn.remote.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let peer_trusted = trusted_proxies
+        .iter()
+        .any(|net| net.contains(&conn.remote.ip()));
+    let earlier = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| peer_trusted);
+    let forwarded_for = match earlier {
         Some(earlier) => format!("{earlier}, {client_ip}"),
         None => client_ip,
     };

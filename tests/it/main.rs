@@ -1,17 +1,21 @@
 //! scimguard's integration tests: one binary, a module per area, all over real sockets
 //! on 127.0.0.1 port 0.
 
+mod acme;
+mod auth;
 mod cli;
 mod connections;
 mod debugging;
+mod deployment;
 mod emulator;
-#[allow(dead_code)] // until the browser, ACME and Redis tests call it
+#[allow(dead_code)] // until the browser and Redis tests call it
 mod external;
 mod forwarding;
 mod limits;
 mod linear;
 mod pipeline;
 mod recording;
+mod reload;
 mod rules;
 mod secrets;
 mod shutdown;
