@@ -71,9 +71,8 @@ async fn run(rate: u32) -> (usize, Duration) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let upstream = format!("http://{}", listener.local_addr().expect("an address"));
     let options = ServerOptions {
-        tls: None,
-        header_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(1),
+        ..ServerOptions::default()
     };
     tokio::spawn(serve(listener, emulator, options, std::future::pending()));
 

@@ -235,6 +235,30 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_HEADER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub header_timeout: Option<Duration>,
 
+    /// Time a keep-alive connection may stay with no request in flight, e.g. 75s
+    /// [default: 75s].
+    #[arg(long, env = "SCIMGUARD_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Time a client has to send a request body once its headers arrived; then 408
+    /// [default: 30s].
+    #[arg(long, env = "SCIMGUARD_BODY_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub body_timeout: Option<Duration>,
+
+    /// Client connections at once; more wait to be accepted [default: 10000].
+    #[arg(long, env = "SCIMGUARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Client connections at once from one IP address; 0 turns the cap off
+    /// [default: 1000].
+    #[arg(long, env = "SCIMGUARD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// With --record, response bodies longer than this are recorded cut, with a
+    /// marker (they still reach the client whole) [default: 1048576].
+    #[arg(long, env = "SCIMGUARD_RECORD_BODY_MAX_BYTES", value_name = "BYTES")]
+    pub record_body_max_bytes: Option<usize>,
+
     /// Time allowed to connect to the upstream [default: 5s].
     #[arg(long, env = "SCIMGUARD_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub connect_timeout: Option<Duration>,

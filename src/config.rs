@@ -30,6 +30,29 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 /// that trickles bytes is disconnected then. IdPs send their headers in one write.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A keep-alive connection with no request in flight closes after 75 s, as nginx's
+/// `keepalive_timeout`: an IdP reuses its connections within seconds during a sync, and
+/// an idle client should not hold a slot for ever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// A request body must arrive whole within 30 s of its headers (→ 408): the largest
+/// body AWS accepts (1 MiB) takes under a second on any link an IdP uses, and a body
+/// trickled a byte at a time would otherwise hold its connection for ever.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most 10,000 client connections at once; the next waits in the kernel's accept
+/// queue. Each costs a few KiB while idle; the open-files limit is raised to match.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// At most 1,000 connections at once from one address, so one client cannot take every
+/// slot, while a load balancer's few addresses still fit.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+
+/// With `--record`, a response body is recorded up to 1 MiB (AWS's largest request,
+/// and over ten of its 50-resource list pages); a longer one is recorded cut, with a
+/// marker, and still streams to the client whole.
+pub const DEFAULT_RECORD_BODY_MAX_BYTES: usize = 1_048_576;
+
 /// TCP + TLS connect to the upstream: 5 s. AWS's regional endpoints connect in well
 /// under 100 ms, so 5 s only expires when the upstream is really unreachable (→ 502).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,6 +139,13 @@ pub struct TlsFiles {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    /// 0: no cap per address.
+    pub max_connections_per_ip: usize,
+    /// A response body longer than this is recorded cut (with `--record`).
+    pub record_body_max_bytes: usize,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -126,6 +156,11 @@ impl Default for Limits {
         Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            record_body_max_bytes: DEFAULT_RECORD_BODY_MAX_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -217,6 +252,11 @@ pub struct FileConfig {
     pub forwarded_headers: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub record_body_max_bytes: Option<usize>,
     pub connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
@@ -390,6 +430,17 @@ impl Config {
             ));
         }
 
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(ConfigError::setting(
+                "max_connections",
+                "0 would accept no client",
+                format!("use a positive number; the default is {DEFAULT_MAX_CONNECTIONS}"),
+            ));
+        }
         let limits = Limits {
             max_body_bytes,
             header_timeout: duration(
@@ -398,6 +449,27 @@ impl Config {
                 file.header_timeout,
                 DEFAULT_HEADER_TIMEOUT,
             )?,
+            idle_timeout: duration(
+                "idle_timeout",
+                args.idle_timeout,
+                file.idle_timeout,
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
+            body_timeout: duration(
+                "body_timeout",
+                args.body_timeout,
+                file.body_timeout,
+                DEFAULT_BODY_TIMEOUT,
+            )?,
+            max_connections,
+            max_connections_per_ip: args
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            record_body_max_bytes: args
+                .record_body_max_bytes
+                .or(file.record_body_max_bytes)
+                .unwrap_or(DEFAULT_RECORD_BODY_MAX_BYTES),
             connect_timeout: duration(
                 "connect_timeout",
                 args.connect_timeout,
@@ -898,6 +970,35 @@ mod tests {
         ] {
             assert!(UpstreamUrl::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_file_and_flags() {
+        let file: FileConfig = toml::from_str(
+            "idle_timeout = \"5s\"\nbody_timeout = \"2s\"\nmax_connections = 50\nmax_connections_per_ip = 0\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            max_connections: Some(60),
+            ..RunArgs::default()
+        };
+        let cfg = Config::merge(&args, file).unwrap();
+        assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.limits.body_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.limits.max_connections, 60);
+        assert_eq!(cfg.limits.max_connections_per_ip, 0);
+        let defaults = Config::merge(&RunArgs::default(), FileConfig::default()).unwrap();
+        assert_eq!(defaults.limits.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(defaults.limits.max_connections, 10_000);
+        assert_eq!(defaults.limits.max_connections_per_ip, 1_000);
+        let zero = RunArgs {
+            max_connections: Some(0),
+            ..RunArgs::default()
+        };
+        let err = Config::merge(&zero, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--max-connections"), "{err}");
     }
 
     #[test]

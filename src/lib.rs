@@ -11,10 +11,12 @@
 //! | part | role |
 //! |---|---|
 //! | [`cli`], [`config`] | raw flags (clap) → one validated [`config::Config`] (file + env + flags) |
-//! | [`server`] | accept, TLS, HTTP/1.1 and h2, header timeout, graceful shutdown |
+//! | [`server`] | accept, TLS, HTTP/1.1 and h2; connection caps, header and idle timeouts; graceful shutdown |
 //! | [`target`], [`unparsed`] | the request target's length and dot-segments; AWS-shaped answers to what hyper refuses |
 //! | [`pipeline`] | THE flow of one request: every phase, in order |
 //! | [`exchange`] | the per-request record the phases share |
+//! | [`batches`] | member changes over AWS's 100 split into sequential requests, each member moved once |
+//! | [`body`] | response bodies: whole, or the upstream's answer streamed as it arrives |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
 //! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
@@ -39,6 +41,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batches;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod emulator;
@@ -224,11 +228,7 @@ impl Proxy {
             addr: loopback,
             source,
         })?;
-        let options = ServerOptions {
-            tls: None,
-            header_timeout: config.limits.header_timeout,
-            shutdown_timeout: config.limits.shutdown_timeout,
-        };
+        let options = ServerOptions::new(None, &config.limits);
         let task = tokio::spawn(server::serve(
             listener,
             emulator.clone(),
@@ -312,11 +312,7 @@ impl Proxy {
                 tokens: config.token_isolation.clone(),
                 rules: None,
             },
-            options: ServerOptions {
-                tls,
-                header_timeout: config.limits.header_timeout,
-                shutdown_timeout: config.limits.shutdown_timeout,
-            },
+            options: ServerOptions::new(tls, &config.limits),
             embedded: None,
         })
     }

@@ -68,6 +68,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    scimguard::server::raise_open_files_limit(config.limits.max_connections);
     let result = runtime.block_on(async {
         let mut proxy = Proxy::start(&config).await?;
         let admin = proxy.bind_admin().await?;
@@ -186,11 +187,8 @@ fn emulate(args: EmulateArgs) -> ExitCode {
         say!("scimguard emulator of AWS IAM Identity Center SCIM listening on http://{local}");
         say!("  SCIM endpoint: http://{local}{}", emulator.base_path());
         say!("  Bearer token:  {}", emulator.token());
-        let options = scimguard::server::ServerOptions {
-            tls: None,
-            header_timeout: scimguard::config::DEFAULT_HEADER_TIMEOUT,
-            shutdown_timeout: scimguard::config::DEFAULT_SHUTDOWN_TIMEOUT,
-        };
+        let options =
+            scimguard::server::ServerOptions::new(None, &scimguard::config::Limits::default());
         scimguard::server::serve(listener, emulator, options, shutdown_signal()).await;
         ExitCode::SUCCESS
     })

@@ -5,7 +5,7 @@
 //! |---|-----------|----------------------------------------------------------------------|
 //! | 1 | accept    | [`crate::server`]: TCP → TLS → HTTP, one span per connection          |
 //! | 1½ | authenticate | [`crate::auth::refusal`]: token isolation's 401, before the body |
-//! | 2 | capture   | [`crate::target::check`], then [`capture_body`] under a size cap (413) |
+//! | 2 | capture   | [`crate::target::check`], then [`capture_body`] under a size cap (413) and a time cap (408) |
 //! | 3 | classify  | [`crate::scim::classify`]: method + path → `Operation`; query decoded |
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
@@ -33,24 +33,28 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::admin::Readiness;
+use crate::batches::{Batch, BatchTarget};
 use crate::config::{Config, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
 use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, Timings};
 use crate::repair::Repairer;
-use crate::rules::context::{Batch, BatchTarget};
 use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
 use crate::throttle::{retry_after_header, throttled_error, Admission, OpClass, Throttle};
-use crate::upstream::{remove_hop_by_hop, Upstream};
-use crate::verdict::{self, Outcome, Verdict};
+use crate::upstream::{
+    remove_hop_by_hop, Upstream, UpstreamError, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
+};
+use crate::verdict::{self, Judgement, Outcome, Verdict};
 
-/// The response body type of the proxy: always a whole buffer.
-pub type Body = Full<Bytes>;
+use crate::body::full;
+/// The response body of the proxy: a whole buffer, or the upstream's answer streamed.
+pub use crate::body::Body;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -68,9 +72,11 @@ pub struct Pipeline {
     limits: Limits,
     forwarded_headers: bool,
     /// Swapped whole by [`Pipeline::replace_rules`] (SIGHUP); a request keeps the set it
-    /// started with.
+    /// started with (a heavy request takes it to its blocking thread).
     rules: std::sync::RwLock<Arc<RuleSet>>,
     mode: Mode,
+    /// Heavy requests judged at once on blocking threads (see [`HEAVY_BODY_BYTES`]).
+    heavy: Arc<Semaphore>,
     /// `None` when `--rate 0` turned local throttling off.
     throttle: Option<Throttle>,
     metrics: Metrics,
@@ -137,6 +143,7 @@ impl Pipeline {
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
             rules: std::sync::RwLock::new(Arc::new(config.rules.clone())),
+            heavy: Arc::new(Semaphore::new(heavy_permits())),
             mode: config.mode,
             throttle,
             metrics,
@@ -304,14 +311,42 @@ impl Pipeline {
         }
     }
 
-    /// Records the finished exchange and gives the response back unchanged.
+    /// Records the finished exchange and gives the response back unchanged. An answer
+    /// over `--record-body-max-bytes` is recorded cut, with a marker, and still streams
+    /// to the client whole.
     async fn record(
         &self,
         recorder: &Recorder,
         exchange: &mut Exchange,
         response: Response<Body>,
     ) -> Response<Body> {
-        let (parts, body) = buffered(response).await;
+        let cap = self.limits.record_body_max_bytes;
+        let total = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (parts, body) = response.into_parts();
+        let (parts, head) = match crate::body::read_head(body, cap).await {
+            Ok(head) => (parts, head),
+            Err(e) => {
+                // Nothing has reached the client yet: it gets the upstream's failure.
+                let error = Error::from(crate::upstream::UpstreamError::Exchange {
+                    upstream: self.upstream.url().to_string(),
+                    reason: e.to_string(),
+                });
+                exchange.error = Some(error.to_string());
+                exchange.blame = Some(error.blame());
+                exchange.verdict = Outcome::Error;
+                let (parts, _) = self.stamp(exchange, error_response(&error)).into_parts();
+                let bytes = Bytes::from(ScimError::new(error.status(), error.detail()).to_json());
+                (parts, crate::body::Head { bytes, rest: None })
+            }
+        };
+        let recorded: crate::record::Body = match head.rest {
+            Some(_) => crate::body::cut_for_record(&head.bytes, cap, total).into(),
+            None => head.bytes.clone().into(),
+        };
         // The exchange ends here: its recorded requests move into the record.
         let request = exchange.received.take().unwrap_or_else(|| ReceivedRequest {
             method: exchange.method.clone(),
@@ -334,7 +369,7 @@ impl Pipeline {
             verdict: exchange.verdict.as_str(),
             request,
             forwarded: std::mem::take(&mut exchange.forwarded),
-            response: Some((parts.status.as_u16(), &parts.headers, body.clone().into())),
+            response: Some((parts.status.as_u16(), &parts.headers, recorded)),
             findings: &exchange.findings,
             error: exchange.error.as_deref(),
             timings: Timings {
@@ -345,7 +380,7 @@ impl Pipeline {
                     .map(|_| exchange.throttle_wait.as_micros() as u64),
             },
         });
-        Response::from_parts(parts, Full::new(body))
+        Response::from_parts(parts, head.into_body())
     }
 
     /// Every 10 s (a third of /readyz's 30 s window) sends `GET` to the upstream URL's
@@ -414,7 +449,7 @@ impl Pipeline {
         }
         // 2. capture: the target's own checks, then the body
         crate::target::check(&parts.uri)?;
-        let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
+        let body = capture_body(&parts, body, &self.limits).await?;
         if self.keeps_requests() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             exchange.received = Some(ReceivedRequest {
@@ -427,13 +462,7 @@ impl Pipeline {
         let mut outbound = self.outbound(parts, conn)?;
 
         // 3–5. classify, check, decide
-        let judgement = verdict::judge(
-            &self.rules(),
-            self.mode,
-            outbound.method.as_str(),
-            outbound.path_and_query.as_str(),
-            &body,
-        );
+        let judgement = self.judge(&outbound, &body).await?;
         let classified = judgement.classified;
         exchange.tenant = classified.tenant().map(str::to_owned);
         exchange.operation = Some(classified.operation);
@@ -521,6 +550,34 @@ impl Pipeline {
         let response = self.repairer.run(&mut io, job, &mut findings).await;
         exchange.findings = findings;
         response
+    }
+
+    /// Phases 3 to 5: [`verdict::judge`]. A heavy body is judged on a blocking thread,
+    /// at most [`heavy_permits`] at once, so the async workers keep answering small
+    /// requests while big ones queue.
+    async fn judge(&self, outbound: &Outbound, body: &Bytes) -> Result<Judgement, Error> {
+        let (method, target) = (outbound.method.as_str(), outbound.path_and_query.as_str());
+        if body.len() <= HEAVY_BODY_BYTES {
+            return Ok(verdict::judge(
+                &self.rules(),
+                self.mode,
+                method,
+                target,
+                body,
+            ));
+        }
+        let permit = self.heavy.clone().acquire_owned().await.map_err(|e| {
+            ErrorKind::Internal(format!("the queue of heavy requests is closed: {e}"))
+        })?;
+        let (rules, mode, body) = (self.rules(), self.mode, body.clone());
+        let (method, target) = (method.to_owned(), target.to_owned());
+        tokio::task::spawn_blocking(move || {
+            // Held until judged, even when the client has gone away meanwhile.
+            let _permit = permit;
+            verdict::judge(&rules, mode, &method, &target, &body)
+        })
+        .await
+        .map_err(|e| ErrorKind::Internal(format!("judging the request failed: {e}")).into())
     }
 
     /// Checks the request target and prepares the headers for the upstream: hop-by-hop
@@ -626,20 +683,16 @@ impl Pipeline {
         let answer = self.upstream.send(request).await?;
         exchange.upstream_elapsed =
             Some(exchange.upstream_elapsed.unwrap_or_default() + answer.elapsed);
-        exchange.upstream_status = Some(answer.response.status().as_u16());
+        let status = answer.response.status();
+        exchange.upstream_status = Some(status.as_u16());
         exchange.aws_request_id = answer
             .response
             .headers()
             .get("x-amzn-requestid")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if answer.response.status().as_u16() >= 400 {
-            exchange.aws_detail = serde_json::from_slice::<Value>(answer.response.body())
-                .ok()
-                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
-        }
         self.readiness.mark_upstream_ok();
-        if answer.response.status() == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS {
             // Relayed as it is; the tenant's bucket waits out AWS's Retry-After.
             if let Some(throttle) = &self.throttle {
                 exchange.upstream_back_off =
@@ -648,7 +701,22 @@ impl Pipeline {
         }
         let (mut parts, body) = answer.response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Full::new(body)))
+        let body = if status.as_u16() >= 400 {
+            // The explanation quotes an error's detail: error answers are read whole
+            // (they are small).
+            let bytes = self
+                .upstream
+                .whole(body, MAX_ERROR_BYTES, answer.deadline)
+                .await?;
+            exchange.aws_detail = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
+            full(bytes)
+        } else {
+            // Nothing needs the rest whole: it goes to the client as it arrives.
+            self.upstream.stream(body, answer.deadline).boxed()
+        };
+        Ok(Response::from_parts(parts, body))
     }
 
     /// Sends the follow-up PATCHes of a split request one after another, after the first
@@ -666,7 +734,7 @@ impl Pipeline {
             return Ok(first);
         }
         let total = batches.len() + 1;
-        let (first, first_body) = buffered(first).await;
+        let (first, first_body) = buffered(first, MAX_RESPONSE_BYTES).await?;
         let path = match batches[0].target {
             BatchTarget::SameResource => outbound.path_and_query.path().to_owned(),
             BatchTarget::CreatedGroup => {
@@ -692,7 +760,7 @@ impl Pipeline {
             ))
         })?;
         let created = batches[0].target == BatchTarget::CreatedGroup;
-        let first = Response::from_parts(first, Full::new(first_body));
+        let first = Response::from_parts(first, full(first_body));
         let mut last: Option<Response<Body>> = None;
         for (i, batch) in batches.iter().enumerate() {
             let body = Bytes::from(serde_json::to_vec(&batch.body).unwrap_or_default());
@@ -728,7 +796,8 @@ impl Pipeline {
                 Ok(response) if response.status().is_success() => last = Some(response),
                 Ok(response) => {
                     let status = response.status();
-                    let (parts, body) = buffered(response).await;
+                    // An error answer: read whole already, by `forward`.
+                    let (parts, body) = buffered(response, MAX_ERROR_BYTES).await?;
                     let upstream_detail = serde_json::from_slice::<Value>(&body)
                         .ok()
                         .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
@@ -805,6 +874,21 @@ impl crate::repair::RepairIo for RepairSend<'_> {
     }
 }
 
+/// Bodies over 64 KiB are judged off the async workers. A 100-member PatchGroup (AWS's
+/// largest) is about 7 KB and judged in well under a millisecond; a 64 KiB body takes a
+/// few milliseconds, and a 1 MiB one (10,000 members) tens of them, long enough to hold
+/// every request behind it on a worker (issue 17 measured a small GET's p99 at 288 ms
+/// while 8 such PATCHes ran inline).
+pub const HEAVY_BODY_BYTES: usize = 64 * 1024;
+
+/// Heavy requests judged at once: one fewer than the cores (at least one), so a core
+/// stays free for the async workers and small requests keep their latency.
+fn heavy_permits() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
+
 /// The member ids of batches `from..`, for a failure report.
 fn pending_members(batches: &[Batch], from: usize) -> String {
     batches[from..]
@@ -821,16 +905,26 @@ fn pending_members(batches: &[Batch], from: usize) -> String {
         .join("; ")
 }
 
-/// Splits a response into its parts and body bytes.
-async fn buffered(response: Response<Body>) -> (http::response::Parts, Bytes) {
+/// Splits a response into its parts and body bytes, at most `limit` of them.
+async fn buffered(
+    response: Response<Body>,
+    limit: usize,
+) -> Result<(http::response::Parts, Bytes), Error> {
     let (parts, body) = response.into_parts();
-    // A Full body never fails.
-    let bytes = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    (parts, bytes)
+    let head = crate::body::read_head(body, limit).await.map_err(|e| {
+        ErrorKind::Upstream(UpstreamError::Exchange {
+            upstream: String::from("the upstream"),
+            reason: e.to_string(),
+        })
+    })?;
+    if head.rest.is_some() {
+        return Err(ErrorKind::Upstream(UpstreamError::TooLarge {
+            upstream: String::from("the upstream"),
+            limit,
+        })
+        .into());
+    }
+    Ok((parts, head.bytes))
 }
 
 /// Percent-encodes a path segment (ids AWS makes are `[0-9a-f-]`, but an upstream may
@@ -847,9 +941,10 @@ fn percent_encode_segment(segment: &str) -> String {
     out
 }
 
-/// Reads the whole request body, refusing one over `max_bytes` before reading it when
-/// Content-Length already says so.
-async fn capture_body(parts: &Parts, body: Incoming, max_bytes: usize) -> Result<Bytes, Error> {
+/// Reads the whole request body within the body timeout (408 after it), refusing one
+/// over the size cap before reading it when Content-Length already says so.
+async fn capture_body(parts: &Parts, body: Incoming, limits: &Limits) -> Result<Bytes, Error> {
+    let max_bytes = limits.max_body_bytes;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -861,7 +956,11 @@ async fn capture_body(parts: &Parts, body: Incoming, max_bytes: usize) -> Result
     if hyper::body::Body::is_end_stream(&body) {
         return Ok(Bytes::new());
     }
-    match Limited::new(body, max_bytes).collect().await {
+    let read = tokio::time::timeout(limits.body_timeout, Limited::new(body, max_bytes).collect());
+    let Ok(read) = read.await else {
+        return Err(ErrorKind::BodyTimeout(limits.body_timeout).into());
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ErrorKind::BodyTooLarge { limit: max_bytes }.into())
@@ -931,7 +1030,7 @@ pub fn scim_response(error: &ScimError) -> Response<Body> {
         .parse()
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok());
-    let mut response = Response::new(Full::new(Bytes::from(error.to_json())));
+    let mut response = Response::new(full(error.to_json()));
     *response.status_mut() = status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()

@@ -43,7 +43,7 @@ pub enum Verdict {
     /// Forward the fixed body, then each batch in order.
     Rewrite {
         body: Vec<u8>,
-        batches: Vec<crate::rules::context::Batch>,
+        batches: Vec<crate::batches::Batch>,
     },
     /// Answer now; nothing reaches the upstream.
     Reject(ScimError),

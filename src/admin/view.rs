@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response};
-use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
@@ -181,12 +180,14 @@ impl View {
     pub async fn observe(
         &self,
         exchange: &Exchange,
-        response: Response<Full<Bytes>>,
-    ) -> Response<Full<Bytes>> {
+        response: Response<crate::body::Body>,
+    ) -> Response<crate::body::Body> {
         let (parts, body) = response.into_parts();
-        let bytes = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(never) => match never {},
+        // The page shows at most MAX_SHOWN_BODY_BYTES of a body: only that much is read
+        // before the answer streams on to the client.
+        let (bytes, body) = match crate::body::read_head(body, entry::MAX_SHOWN_BODY_BYTES).await {
+            Ok(head) => (head.bytes.clone(), head.into_body()),
+            Err(error) => (Bytes::new(), crate::body::failed(error)),
         };
         let hints = exchange.hints.clone();
         self.push_exchange(
@@ -196,7 +197,7 @@ impl View {
             &parts.headers,
             &bytes,
         );
-        Response::from_parts(parts, Full::new(bytes))
+        Response::from_parts(parts, body)
     }
 
     fn push_exchange(

@@ -496,6 +496,8 @@ async fn read_body(parts: &Parts, body: hyper::body::Incoming) -> Result<Bytes, 
 }
 
 impl crate::server::Handler for Emulator {
+    type Body = Full<Bytes>;
+
     async fn handle(
         &self,
         request: Request<hyper::body::Incoming>,

@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+
+use crate::body::{full, Body};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -93,7 +95,7 @@ pub trait RepairIo {
         target: String,
         body: Option<Vec<u8>>,
         class: OpClass,
-    ) -> impl Future<Output = Result<Response<Full<Bytes>>, Error>> + Send;
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + Send;
 }
 
 type Locks = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
@@ -202,7 +204,7 @@ impl Repairer {
         io: &mut I,
         job: Job<'_>,
         findings: &mut [Finding],
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Body> {
         let mut run = Run {
             io,
             job,
@@ -243,7 +245,7 @@ impl Repairer {
 
 /// A repair that stopped: its answer and a line for the explanation.
 struct Stopped {
-    response: Response<Full<Bytes>>,
+    response: Response<Body>,
     summary: String,
 }
 
@@ -258,7 +260,7 @@ struct Run<'r, I> {
 /// The answer of one upstream request, buffered.
 struct Answer {
     status: StatusCode,
-    response: Response<Full<Bytes>>,
+    response: Response<Body>,
     body: Bytes,
 }
 
@@ -296,15 +298,15 @@ impl<I: RepairIo> Run<'_, I> {
             Ok(Ok(response)) => response,
         };
         let status = response.status();
-        let (parts, full) = response.into_parts();
-        let body = full
+        let (parts, stream) = response.into_parts();
+        let body = stream
             .collect()
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         let answer = Answer {
             status,
-            response: Response::from_parts(parts, Full::new(body.clone())),
+            response: Response::from_parts(parts, full(body.clone())),
             body,
         };
         if status.is_success() {
@@ -316,7 +318,7 @@ impl<I: RepairIo> Run<'_, I> {
 
     /// The repair; `Ok` holds the changes, the member count before, the summary and the
     /// answer.
-    async fn repair(&mut self) -> Result<(Changes, usize, String, Response<Full<Bytes>>), Stopped> {
+    async fn repair(&mut self) -> Result<(Changes, usize, String, Response<Body>), Stopped> {
         let ask = match self.job.operation {
             Operation::PutGroup => plan::read_put(self.job.body),
             _ => plan::read_patch(self.job.body),
@@ -570,14 +572,14 @@ fn stopped(status: u16, detail: String, summary: String) -> Stopped {
     }
 }
 
-fn no_content() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
+fn no_content() -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 
-fn json_response(value: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+fn json_response(value: &Value) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from(value.to_string())));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

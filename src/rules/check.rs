@@ -119,6 +119,8 @@ pub enum Check {
     PatchRemoveMemberFilter,
     /// More than `max` membership changes: fix = sequential batches of at most `max`.
     PatchMembersLimit { max: usize },
+    /// A member added (or removed) twice in one request: fix = send it once.
+    DuplicateMembers,
 
     // ---- lists (ListUsers, ListGroups) ------------------------------------------------
     /// The filter must parse.
@@ -182,6 +184,7 @@ impl Check {
             Check::PatchRemoveAllMembers => "patch-remove-all-members",
             Check::PatchRemoveMemberFilter => "patch-remove-member-filter",
             Check::PatchMembersLimit { .. } => "patch-members-limit",
+            Check::DuplicateMembers => "duplicate-members",
             Check::FilterParses => "filter-parses",
             Check::FilterOperators { .. } => "filter-operators",
             Check::FilterAttributeSets { .. } => "filter-attribute-sets",
@@ -211,7 +214,8 @@ impl Check {
             | Check::PatchBooleanString { .. }
             | Check::PatchGroupPathless { .. }
             | Check::PatchRemoveMemberFilter
-            | Check::PatchMembersLimit { .. } => true,
+            | Check::PatchMembersLimit { .. }
+            | Check::DuplicateMembers => true,
             // Their fix is a repair (src/repair): the group's members are read and the
             // change sent as adds and removes.
             Check::PatchReplaceMembers | Check::PatchRemoveAllMembers | Check::PutGroup => true,
@@ -333,6 +337,7 @@ pub(crate) fn run_check(
         Check::PatchRemoveAllMembers => group::remove_all_members(r, state),
         Check::PatchRemoveMemberFilter => group::remove_member_filter(r, state),
         Check::PatchMembersLimit { max } => group::patch_members_limit(r, *max, state),
+        Check::DuplicateMembers => group::duplicate_members(r, request, state),
         Check::FilterParses => list::filter_parses(r, request, state),
         Check::FilterOperators { operators, logical } => {
             list::filter_operators(r, operators, logical, request, state)

@@ -56,25 +56,6 @@ pub struct Fix {
     pub after: String,
 }
 
-/// Where a follow-up request of a split goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BatchTarget {
-    /// The same resource as the original request (PatchGroup batches).
-    SameResource,
-    /// The group the first request creates: its id comes from that response.
-    CreatedGroup,
-}
-
-/// A follow-up PATCH of a split request, sent after the first one succeeds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Batch {
-    pub target: BatchTarget,
-    pub body: Value,
-    /// The member ids this batch adds or removes, for the admin's report on failure.
-    pub member_ids: Vec<String>,
-}
-
 /// The request body, parsed once per evaluation.
 #[derive(Debug)]
 pub enum Body {
@@ -105,7 +86,7 @@ pub struct State {
     /// A fix has changed the body.
     pub changed: bool,
     pub findings: Vec<Finding>,
-    pub batches: Vec<Batch>,
+    pub batches: Vec<crate::batches::Batch>,
     /// The query's `filter`, parsed by the first list check that reads it.
     pub filter: OnceCell<Option<Result<Filter, ParseError>>>,
 }

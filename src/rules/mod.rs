@@ -236,7 +236,7 @@ pub struct Evaluation {
     /// The request body after every rewrite fix, when any fix changed it.
     pub rewritten: Option<serde_json::Value>,
     /// Sequential follow-up requests when a fix split the request (member batches).
-    pub batches: Vec<context::Batch>,
+    pub batches: Vec<crate::batches::Batch>,
     /// serde_json read the received body as one JSON value (a body rule parsed it), so a
     /// recording may embed those bytes without reading them again.
     pub body_is_json: bool,

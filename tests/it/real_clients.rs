@@ -85,9 +85,8 @@ async fn emulator() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let options = ServerOptions {
-        tls: None,
-        header_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(1),
+        ..ServerOptions::default()
     };
     tokio::spawn(serve(
         listener,

@@ -442,6 +442,16 @@ fn triggers() -> Vec<(&'static str, Req)> {
             ),
         ),
         (
+            "group.duplicate-members",
+            req(
+                "PATCH",
+                "/scim/v2/Groups/g-1",
+                patch(
+                    json!([{"op": "add", "path": "members", "value": [{"value": "u-1"}, {"value": "u-1"}]}]),
+                ),
+            ),
+        ),
+        (
             "group.patch.members-limit",
             req(
                 "PATCH",
