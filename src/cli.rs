@@ -248,6 +248,35 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_MAX_QUEUE", value_name = "N")]
     pub max_queue: Option<usize>,
 
+    /// Share every tenant's throttle budget with other replicas in this Redis or Valkey:
+    /// redis://HOST:PORT[/DB], rediss:// for TLS [default: each replica its own].
+    #[arg(
+        long,
+        env = "SCIMGUARD_THROTTLE_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub throttle_store: Option<String>,
+
+    /// The store's password, if not in the URL (prefer the environment variable).
+    #[arg(
+        long,
+        env = "SCIMGUARD_THROTTLE_STORE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub throttle_store_password: Option<String>,
+
+    /// While the store does not answer: local (this replica's own budget at --rate /
+    /// --replicas), allow, or deny (503) [default: local].
+    #[arg(long, env = "SCIMGUARD_THROTTLE_STORE_FAILURE", value_enum)]
+    pub throttle_store_failure: Option<crate::throttle::StoreFailure>,
+
+    /// How many replicas share --throttle-store; the local fallback admits --rate /
+    /// --replicas [default: 1].
+    #[arg(long, env = "SCIMGUARD_REPLICAS", value_name = "N")]
+    pub replicas: Option<u32>,
+
     /// Record every exchange to this file as JSON lines (mode 0600; tokens redacted).
     #[arg(long, env = "SCIMGUARD_RECORD", value_name = "FILE")]
     pub record: Option<PathBuf>,

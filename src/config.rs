@@ -76,6 +76,8 @@ pub struct Config {
     pub emulator: EmulatorConfig,
     /// Local throttling toward the upstream.
     pub throttle: ThrottleConfig,
+    /// `--throttle-store`: budgets shared with other replicas in Redis.
+    pub throttle_store: Option<crate::throttle::StoreConfig>,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<SocketAddr>,
     /// `--record`: the capture file and how to write it.
@@ -228,6 +230,11 @@ pub struct ThrottleSection {
     pub mode: Option<ThrottleMode>,
     pub max_wait: Option<String>,
     pub max_queue: Option<usize>,
+    /// redis://HOST:PORT[/DB] shared by every replica.
+    pub store: Option<String>,
+    pub store_password: Option<String>,
+    pub store_failure: Option<crate::throttle::StoreFailure>,
+    pub replicas: Option<u32>,
 }
 
 /// `[emulator]` in the config file.
@@ -411,7 +418,8 @@ impl Config {
             rate: file.emulator.rate.unwrap_or(crate::emulator::DEFAULT_RATE),
         };
 
-        let section = file.throttle;
+        let mut section = file.throttle;
+        let throttle_store = store_config(args, &mut section)?;
         let throttle = ThrottleConfig {
             rate: args
                 .rate
@@ -474,6 +482,7 @@ impl Config {
             record,
             explain_log: args.explain_log.clone().or(file.explain_log),
             throttle,
+            throttle_store,
             admin,
             emulator,
             mode,
@@ -525,6 +534,42 @@ fn load_rules(args: &RunArgs, section: RulesSection) -> Result<RuleSet, ConfigEr
         })?;
     }
     Ok(rules)
+}
+
+/// `--throttle-store` with its password, failure mode and replica count; the messages
+/// never show the password.
+fn store_config(
+    args: &RunArgs,
+    section: &mut ThrottleSection,
+) -> Result<Option<crate::throttle::StoreConfig>, ConfigError> {
+    let replicas = args.replicas.or(section.replicas).unwrap_or(1);
+    let Some(url) = args.throttle_store.clone().or(section.store.take()) else {
+        if replicas != 1 {
+            return Err(ConfigError::setting(
+                "replicas",
+                "--replicas only splits the budget of a shared --throttle-store",
+                "add --throttle-store redis://HOST:PORT, or drop --replicas",
+            ));
+        }
+        return Ok(None);
+    };
+    let password = args
+        .throttle_store_password
+        .clone()
+        .or(section.store_password.take());
+    let failure = args
+        .throttle_store_failure
+        .or(section.store_failure)
+        .unwrap_or_default();
+    crate::throttle::StoreConfig::new(&url, password.as_deref(), failure, replicas)
+        .map(Some)
+        .map_err(|problem| {
+            ConfigError::setting(
+                "throttle_store",
+                problem,
+                "e.g. --throttle-store redis://127.0.0.1:6379/0, the password in SCIMGUARD_THROTTLE_STORE_PASSWORD",
+            )
+        })
 }
 
 fn require_file(name: &str, path: &Path) -> Result<(), ConfigError> {

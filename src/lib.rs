@@ -16,7 +16,7 @@
 //! | [`exchange`] | the per-request record the phases share |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
-//! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
+//! | [`throttle`] | budgets per tenant, local (governor) or shared in Redis: admit, wait, or refuse with Retry-After |
 //! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
 //! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |

@@ -17,6 +17,9 @@
 //! | `scimguard_throttle_wait_seconds` | histogram | |
 //! | `scimguard_throttle_queue_depth` | gauge | |
 //! | `scimguard_recording_drops_total` | counter | |
+//! | `scimguard_throttle_store` | gauge | `store` (1 for the one deciding now: `redis`, `local`, `allow`, `deny`) |
+//! | `scimguard_throttle_store_errors_total` | counter | |
+//! | `scimguard_throttle_store_fallbacks_total` | counter | `decision` (`--throttle-store-failure`) |
 //!
 //! Labels are bounded sets: operation names, verdicts, rule ids from the loaded rules,
 //! HTTP statuses. Tenants are never a label (clients choose them, so they are unbounded).
@@ -68,6 +71,9 @@ struct Inner {
     throttle_wait: Histogram,
     queue_depth: Gauge,
     drops: Counter,
+    throttle_store: Family<StoreLabels, Gauge>,
+    throttle_store_errors: Counter,
+    throttle_store_fallbacks: Family<DecisionLabels, Counter>,
     /// Read at every render, so the gauge is current when scraped.
     queue_depth_source: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -87,6 +93,16 @@ struct FindingLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,6 +135,24 @@ impl Metrics {
         let throttle_wait = Histogram::new(WAIT_BUCKETS);
         let queue_depth = Gauge::default();
         let drops = Counter::default();
+        let throttle_store = Family::<StoreLabels, Gauge>::default();
+        let throttle_store_errors = Counter::default();
+        let throttle_store_fallbacks = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "throttle_store",
+            "The throttle store deciding now: 1 for redis, or for the --throttle-store-failure decision (local, allow, deny) while Redis does not answer",
+            throttle_store.clone(),
+        );
+        registry.register(
+            "throttle_store_errors",
+            "Calls to the shared throttle store that failed or timed out",
+            throttle_store_errors.clone(),
+        );
+        registry.register(
+            "throttle_store_fallbacks",
+            "Throttle decisions taken without the shared store, by --throttle-store-failure",
+            throttle_store_fallbacks.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by SCIM operation and verdict (forwarded, rewritten, rejected, error, or what the pipeline names)",
@@ -176,6 +210,9 @@ impl Metrics {
                 throttle_wait,
                 queue_depth,
                 drops,
+                throttle_store,
+                throttle_store_errors,
+                throttle_store_fallbacks,
                 queue_depth_source: OnceLock::new(),
             }),
         }
@@ -246,6 +283,30 @@ impl Metrics {
     /// Only the first source set is kept; returns whether this one was.
     pub fn queue_depth_from(&self, source: impl Fn() -> usize + Send + Sync + 'static) -> bool {
         self.inner.queue_depth_source.set(Box::new(source)).is_ok()
+    }
+
+    /// The throttle store now deciding: `store` gets 1, every other 0.
+    pub fn throttle_store_in_use(&self, store: &'static str) {
+        for other in ["redis", "local", "allow", "deny"] {
+            let value = i64::from(other == store);
+            self.inner
+                .throttle_store
+                .get_or_create(&StoreLabels { store: other })
+                .set(value);
+        }
+    }
+
+    /// One failed or timed-out call to the shared throttle store.
+    pub fn throttle_store_error(&self) {
+        self.inner.throttle_store_errors.inc();
+    }
+
+    /// One decision taken without the store, by `--throttle-store-failure`.
+    pub fn throttle_store_fallback(&self, decision: &'static str) {
+        self.inner
+            .throttle_store_fallbacks
+            .get_or_create(&DecisionLabels { decision })
+            .inc();
     }
 
     /// One exchange the recorder dropped.

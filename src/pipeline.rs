@@ -92,10 +92,19 @@ impl Pipeline {
         recorder: Option<Recorder>,
         explain_log: Option<crate::explain::ExplainLog>,
     ) -> Arc<Self> {
-        let throttle = config
-            .throttle
-            .enabled()
-            .then(|| Throttle::new(config.throttle));
+        // A store that cannot even be set up (a URL the config accepted) leaves this
+        // replica on its own budget rather than unthrottled; the error says why.
+        let throttle = config.throttle.enabled().then(|| {
+            Throttle::with_store(
+                config.throttle,
+                config.throttle_store.as_ref(),
+                Some(metrics.clone()),
+            )
+            .unwrap_or_else(|error| {
+                tracing::error!("{error}; each replica throttles on its own");
+                Throttle::new(config.throttle)
+            })
+        });
         if let Some(throttle) = &throttle {
             let queue = throttle.clone();
             metrics.queue_depth_from(move || queue.queue_depth());

@@ -4,11 +4,12 @@
 mod cli;
 mod debugging;
 mod emulator;
-#[allow(dead_code)] // until the browser, ACME and Redis tests call it
+#[allow(dead_code)] // until the browser and ACME tests call it
 mod external;
 mod forwarding;
 mod limits;
 mod rules;
+mod shared_throttle;
 mod shutdown;
 mod support;
 mod throttle;
