@@ -171,6 +171,24 @@ pub async fn serve(
     readiness: Readiness,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with_guard(listener, metrics, readiness, None, shutdown).await
+}
+
+/// [`serve`], plus the blast-radius guard's `GET /guard` and
+/// `POST /guard/{tenant}/release` ([`crate::guard::http::answer`]).
+pub async fn serve_with_guard(
+    listener: TcpListener,
+    metrics: Metrics,
+    readiness: Readiness,
+    guard: Option<crate::guard::Guard>,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Releasing the guard changes what reaches AWS: only from this host while no admin
+    // token exists (`--admin-token` will authorize other callers here).
+    let loopback = listener
+        .local_addr()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     let mut builder = http1::Builder::new();
@@ -178,7 +196,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(ADMIN_HEADER_TIMEOUT)
         .keep_alive(true);
-    let state = Arc::new((metrics, readiness));
+    let state = Arc::new((metrics, readiness, guard));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -203,7 +221,14 @@ pub async fn serve(
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(answer(&request, &state.0, &state.1)) }
+            async move {
+                if let Some(response) =
+                    crate::guard::http::answer(&request, state.2.as_ref(), loopback)
+                {
+                    return Ok::<_, Infallible>(response);
+                }
+                Ok::<_, Infallible>(answer(&request, &state.0, &state.1))
+            }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

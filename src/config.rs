@@ -76,6 +76,8 @@ pub struct Config {
     pub emulator: EmulatorConfig,
     /// Local throttling toward the upstream.
     pub throttle: ThrottleConfig,
+    /// The blast-radius guard.
+    pub guard: crate::guard::GuardConfig,
     /// `--throttle-store`: budgets shared with other replicas in Redis.
     pub throttle_store: Option<crate::throttle::StoreConfig>,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
@@ -213,6 +215,9 @@ pub struct FileConfig {
     #[serde(default)]
     pub throttle: ThrottleSection,
     pub admin: Option<String>,
+    pub guard_deletes: Option<u32>,
+    pub guard_window: Option<String>,
+    pub guard_state: Option<PathBuf>,
     pub record: Option<PathBuf>,
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
@@ -446,6 +451,20 @@ impl Config {
         throttle
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        let guard = crate::guard::GuardConfig {
+            limit: args
+                .guard_deletes
+                .or(file.guard_deletes)
+                .unwrap_or(crate::guard::DEFAULT_LIMIT),
+            window: duration(
+                "guard_window",
+                args.guard_window,
+                file.guard_window,
+                crate::guard::DEFAULT_WINDOW,
+            )?,
+            state_file: args.guard_state.clone().or(file.guard_state),
+        };
+        guard.validate().map_err(ConfigError)?;
         let admin = match (args.admin, file.admin) {
             (Some(addr), _) => Some(addr),
             (None, Some(raw)) => Some(raw.parse().map_err(|e| {
@@ -483,6 +502,7 @@ impl Config {
             explain_log: args.explain_log.clone().or(file.explain_log),
             throttle,
             throttle_store,
+            guard,
             admin,
             emulator,
             mode,

@@ -16,6 +16,7 @@
 //! | [`exchange`] | the per-request record the phases share |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
+//! | [`guard`] | the blast-radius guard: destructive changes counted per tenant, held past a limit until released |
 //! | [`throttle`] | budgets per tenant, local (governor) or shared in Redis: admit, wait, or refuse with Retry-After |
 //! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
@@ -39,6 +40,7 @@ pub mod emulator;
 pub mod error;
 pub mod exchange;
 pub mod explain;
+pub mod guard;
 pub mod har;
 pub mod json_syntax;
 pub mod logging;
@@ -245,10 +247,11 @@ impl Proxy {
         let mut background = Vec::new();
         if let Some(admin_listener) = self.admin_listener {
             let mut rx = stopped.clone();
-            background.push(tokio::spawn(admin::serve(
+            background.push(tokio::spawn(admin::serve_with_guard(
                 admin_listener,
                 self.metrics.clone(),
                 self.readiness.clone(),
+                self.pipeline.guard().cloned(),
                 async move {
                     let _ = rx.changed().await;
                 },

@@ -20,6 +20,9 @@
 //! | `scimguard_throttle_store` | gauge | `store` (1 for the one deciding now: `redis`, `local`, `allow`, `deny`) |
 //! | `scimguard_throttle_store_errors_total` | counter | |
 //! | `scimguard_throttle_store_fallbacks_total` | counter | `decision` (`--throttle-store-failure`) |
+//! | `scimguard_guard_tripped` | gauge | `tenant` (1 while the blast-radius guard holds it; only tenants the guard has tripped for, at most its 10,000) |
+//! | `scimguard_guard_held_total` | counter | `operation` |
+//! | `scimguard_guard_trips_total`, `scimguard_guard_releases_total` | counter | |
 //!
 //! Labels are bounded sets: operation names, verdicts, rule ids from the loaded rules,
 //! HTTP statuses. Tenants are never a label (clients choose them, so they are unbounded).
@@ -74,6 +77,10 @@ struct Inner {
     throttle_store: Family<StoreLabels, Gauge>,
     throttle_store_errors: Counter,
     throttle_store_fallbacks: Family<DecisionLabels, Counter>,
+    guard_tripped: Family<TenantLabels, Gauge>,
+    guard_held: Family<OperationLabels, Counter>,
+    guard_trips: Counter,
+    guard_releases: Counter,
     /// Read at every render, so the gauge is current when scraped.
     queue_depth_source: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -93,6 +100,16 @@ struct FindingLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -142,6 +159,30 @@ impl Metrics {
             "throttle_store",
             "The throttle store deciding now: 1 for redis, or for the --throttle-store-failure decision (local, allow, deny) while Redis does not answer",
             throttle_store.clone(),
+        );
+        let guard_tripped = Family::<TenantLabels, Gauge>::default();
+        let guard_held = Family::<OperationLabels, Counter>::default();
+        let guard_trips = Counter::default();
+        let guard_releases = Counter::default();
+        registry.register(
+            "guard_tripped",
+            "1 while the blast-radius guard holds a tenant's destructive requests, 0 once released",
+            guard_tripped.clone(),
+        );
+        registry.register(
+            "guard_held",
+            "Destructive requests the blast-radius guard held (503), by operation",
+            guard_held.clone(),
+        );
+        registry.register(
+            "guard_trips",
+            "Times the blast-radius guard tripped for a tenant",
+            guard_trips.clone(),
+        );
+        registry.register(
+            "guard_releases",
+            "Times an admin released a tripped guard",
+            guard_releases.clone(),
         );
         registry.register(
             "throttle_store_errors",
@@ -213,6 +254,10 @@ impl Metrics {
                 throttle_store,
                 throttle_store_errors,
                 throttle_store_fallbacks,
+                guard_tripped,
+                guard_held,
+                guard_trips,
+                guard_releases,
                 queue_depth_source: OnceLock::new(),
             }),
         }
@@ -307,6 +352,34 @@ impl Metrics {
             .throttle_store_fallbacks
             .get_or_create(&DecisionLabels { decision })
             .inc();
+    }
+
+    /// Whether the guard holds `tenant` now.
+    pub fn guard_tripped(&self, tenant: &str, tripped: bool) {
+        self.inner
+            .guard_tripped
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .set(i64::from(tripped));
+    }
+
+    /// One request the guard held, by operation name.
+    pub fn guard_held(&self, operation: &'static str) {
+        self.inner
+            .guard_held
+            .get_or_create(&OperationLabels { operation })
+            .inc();
+    }
+
+    /// The guard tripped for a tenant.
+    pub fn guard_trip(&self) {
+        self.inner.guard_trips.inc();
+    }
+
+    /// An admin released a tripped guard.
+    pub fn guard_release(&self) {
+        self.inner.guard_releases.inc();
     }
 
     /// One exchange the recorder dropped.

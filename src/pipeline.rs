@@ -60,6 +60,8 @@ pub struct Pipeline {
     mode: Mode,
     /// `None` when `--rate 0` turned local throttling off.
     throttle: Option<Throttle>,
+    /// The blast-radius guard; `None` with `--guard-deletes 0`.
+    guard: Option<crate::guard::Guard>,
     metrics: Metrics,
     readiness: Readiness,
     /// `--record`: every exchange, redacted, one JSON line each.
@@ -110,7 +112,15 @@ impl Pipeline {
             metrics.queue_depth_from(move || queue.queue_depth());
         }
         readiness.rules_loaded(!config.rules.rules().is_empty());
+        let guard = (config.guard.limit > 0).then(|| {
+            crate::guard::Guard::new(
+                &config.guard,
+                config.mode == Mode::Observe,
+                Some(metrics.clone()),
+            )
+        });
         Arc::new(Pipeline {
+            guard,
             upstream,
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
@@ -122,6 +132,11 @@ impl Pipeline {
             recorder,
             explain_log,
         })
+    }
+
+    /// The blast-radius guard, for the admin listener.
+    pub fn guard(&self) -> Option<&crate::guard::Guard> {
+        self.guard.as_ref()
     }
 
     /// Flushes and closes the capture and the explanation log: call after the server
@@ -312,6 +327,22 @@ impl Pipeline {
         exchange.operation = Some(classified.operation);
         exchange.findings = judgement.evaluation.findings;
         exchange.verdict = verdict.label();
+        // The guard: after the verdict (a rejected request changes nothing), before the
+        // throttle (a held request spends no quota).
+        if let (Some(guard), false) = (&self.guard, matches!(verdict, Verdict::Reject(_))) {
+            let path = outbound.path_and_query.path();
+            if let Some(held) = guard.check(&outbound.tenant, classified.operation, path, &body) {
+                let error = held.error();
+                exchange.verdict = "held";
+                exchange.error = Some(error.detail.clone());
+                let mut response = scim_response(&error);
+                response.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(crate::guard::HELD_RETRY_AFTER.as_secs()),
+                );
+                return Ok(response);
+            }
+        }
         match verdict {
             Verdict::Forward => {
                 let headers = std::mem::take(&mut outbound.headers);

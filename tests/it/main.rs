@@ -7,6 +7,7 @@ mod emulator;
 #[allow(dead_code)] // until the browser and ACME tests call it
 mod external;
 mod forwarding;
+mod guard;
 mod limits;
 mod rules;
 mod shared_throttle;
