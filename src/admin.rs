@@ -223,7 +223,7 @@ pub async fn serve_with_guard(
             let state = state.clone();
             async move {
                 if let Some(response) =
-                    crate::guard::http::answer(&request, state.2.as_ref(), loopback)
+                    crate::guard::http::answer(&request, state.2.as_ref(), loopback).await
                 {
                     return Ok::<_, Infallible>(response);
                 }

@@ -116,6 +116,7 @@ impl Pipeline {
             crate::guard::Guard::new(
                 &config.guard,
                 config.mode == Mode::Observe,
+                config.throttle_store.as_ref(),
                 Some(metrics.clone()),
             )
         });
@@ -331,7 +332,10 @@ impl Pipeline {
         // throttle (a held request spends no quota).
         if let (Some(guard), false) = (&self.guard, matches!(verdict, Verdict::Reject(_))) {
             let path = outbound.path_and_query.path();
-            if let Some(held) = guard.check(&outbound.tenant, classified.operation, path, &body) {
+            if let Some(held) = guard
+                .check(&outbound.tenant, classified.operation, path, &body)
+                .await
+            {
                 let error = held.error();
                 exchange.verdict = "held";
                 exchange.error = Some(error.detail.clone());

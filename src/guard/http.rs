@@ -11,7 +11,7 @@ use super::{Guard, ReleaseError};
 /// The admin listener's answer when `request` is for the guard; `None` for any other
 /// path. `authorized` says whether the caller may release: the admin listener passes
 /// true on a loopback address, else only with the admin token (`--admin-token`).
-pub fn answer<B>(
+pub async fn answer<B>(
     request: &Request<B>,
     guard: Option<&Guard>,
     authorized: bool,
@@ -30,7 +30,7 @@ pub fn answer<B>(
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return Some(not_allowed("GET, HEAD"));
         }
-        return Some(json(StatusCode::OK, &guard.status()));
+        return Some(json(StatusCode::OK, &guard.status().await));
     }
     let tenant = path
         .strip_prefix("/guard/")
@@ -51,7 +51,7 @@ pub fn answer<B>(
             &serde_json::json!({"error": "releasing the guard needs the admin token (Authorization: Bearer …) when the admin listener is not on loopback"}),
         ));
     }
-    Some(match guard.release(tenant) {
+    Some(match guard.release(tenant).await {
         Ok(trip) => json(
             StatusCode::OK,
             &serde_json::json!({"released": tenant, "held": trip.held, "seen": trip.seen}),

@@ -27,6 +27,7 @@
 
 pub mod count;
 pub mod http;
+mod shared;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -273,7 +274,11 @@ struct Inner {
     /// `--mode observe`: count and warn, never hold.
     observe: bool,
     state_file: Option<PathBuf>,
+    /// This process's state: the whole state without a shared store, the fallback
+    /// while the store does not answer.
     tenants: Mutex<HashMap<String, TenantGuard>>,
+    /// With `--throttle-store`: the state shared by every replica.
+    shared: Option<shared::SharedState>,
     metrics: Option<Metrics>,
 }
 
@@ -287,11 +292,92 @@ pub enum ReleaseError {
     Off,
 }
 
+/// What one destructive request does to its tenant ([`decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Within the limit: counted, forwarded.
+    Pass,
+    /// The guard was already tripped: held.
+    Held { seen: u64 },
+    /// This request crosses the limit: the guard trips, and it is held.
+    Trip { seen: u64 },
+    /// Observe mode: it would have tripped; counted, forwarded.
+    WouldHold { seen: u64 },
+}
+
+/// The guard's decision on one tenant's state, which it updates: pure, so the local
+/// map and the shared store run the same rule.
+fn decide(
+    state: &mut TenantGuard,
+    held: HeldOperation,
+    now: u64,
+    window_ms: u64,
+    limit: u32,
+    observe: bool,
+) -> Decision {
+    let n = held.changes.total();
+    if let Some(trip) = &mut state.tripped {
+        trip.held += 1;
+        trip.largest = trip.largest.max(n);
+        if trip.operations.len() >= MAX_HELD_SHOWN {
+            trip.operations.pop_front();
+        }
+        trip.operations.push_back(held);
+        return Decision::Held { seen: trip.seen };
+    }
+    let effective = match state.allowance {
+        Some(allowance) if now < allowance.until_ms => allowance.limit.max(u64::from(limit)),
+        _ => u64::from(limit),
+    };
+    if state.window.try_add(now, window_ms, n, effective) {
+        return Decision::Pass;
+    }
+    let seen = state.window.sum();
+    if observe {
+        state.window.add(now, n);
+        return Decision::WouldHold { seen };
+    }
+    state.tripped = Some(Trip {
+        at_ms: now,
+        seen,
+        held: 1,
+        largest: n,
+        operations: VecDeque::from([held]),
+    });
+    Decision::Trip { seen }
+}
+
+/// Release on one tenant's state: the window starts again, and until it ends the limit
+/// is at least the largest held request.
+fn release_state(
+    state: &mut TenantGuard,
+    tenant: &str,
+    now: u64,
+    window_ms: u64,
+) -> Result<Trip, ReleaseError> {
+    let trip = state
+        .tripped
+        .take()
+        .ok_or_else(|| ReleaseError::NotTripped(tenant.to_owned()))?;
+    state.window.clear();
+    state.allowance = Some(Allowance {
+        until_ms: now.saturating_add(window_ms),
+        limit: u64::from(trip.largest),
+    });
+    Ok(trip)
+}
+
 impl Guard {
     /// A guard with `config`, its state read from `--guard-state` if given (a file
     /// that cannot be read is reported by [`GuardConfig::validate`]; here it starts
-    /// empty, logged).
-    pub fn new(config: &GuardConfig, observe: bool, metrics: Option<Metrics>) -> Guard {
+    /// empty, logged). With `store`, the state lives in that Redis, shared by every
+    /// replica; this process's map is then the fallback while Redis does not answer.
+    pub fn new(
+        config: &GuardConfig,
+        observe: bool,
+        store: Option<&crate::throttle::StoreConfig>,
+        metrics: Option<Metrics>,
+    ) -> Guard {
         let tenants = match &config.state_file {
             Some(path) => load(path).unwrap_or_else(|error| {
                 tracing::error!("{error}; the guard starts with no state");
@@ -304,6 +390,11 @@ impl Guard {
                 metrics.guard_tripped(tenant, state.tripped.is_some());
             }
         }
+        let shared = store.and_then(|store| {
+            shared::SharedState::new(store)
+                .map_err(|e| tracing::error!("{e}; the guard keeps its state in this process"))
+                .ok()
+        });
         Guard {
             inner: Arc::new(Inner {
                 limit: config.limit,
@@ -311,6 +402,7 @@ impl Guard {
                 observe,
                 state_file: config.state_file.clone(),
                 tenants: Mutex::new(tenants),
+                shared,
                 metrics,
             }),
         }
@@ -325,7 +417,8 @@ impl Guard {
         u64::try_from(self.inner.window.as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn key(tenants: &HashMap<String, TenantGuard>, tenant: &str) -> String {
+    fn key(&self, tenant: &str) -> String {
+        let tenants = self.lock();
         if tenant.len() > MAX_TENANT_LEN
             || (tenants.len() >= MAX_TENANTS && !tenants.contains_key(tenant))
         {
@@ -335,9 +428,32 @@ impl Guard {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TenantGuard>> {
+        self.inner
+            .tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `change` on `tenant`'s state: in the shared store when there is one and it
+    /// answers, else in this process's map (saved to `--guard-state`).
+    async fn update<T>(&self, tenant: &str, change: impl Fn(&mut TenantGuard) -> T) -> T {
+        if let Some(shared) = &self.inner.shared {
+            match shared.update(tenant, &change).await {
+                Ok(answer) => return answer,
+                Err(Some(error)) => shared.failed(&error),
+                Err(None) => {}
+            }
+        }
+        let mut tenants = self.lock();
+        let answer = change(tenants.entry(tenant.to_owned()).or_default());
+        self.persist(&tenants);
+        answer
+    }
+
     /// Decides one request about to go upstream: `Some` when it is held. `path` names
     /// the target in `GET /guard`; `body` is the request as received.
-    pub fn check(
+    pub async fn check(
         &self,
         tenant: &str,
         operation: Operation,
@@ -355,86 +471,67 @@ impl Guard {
         let inner = &self.inner;
         let now = now_ms();
         let window_ms = self.window_ms();
-        let mut tenants = inner.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = Self::key(&tenants, tenant);
-        let state = tenants.entry(key.clone()).or_default();
+        let key = self.key(tenant);
         let held = HeldOperation {
             at_ms: now,
             operation: operation.name().to_owned(),
             target: path.chars().take(512).collect(),
             changes,
         };
-        if let Some(trip) = &mut state.tripped {
-            trip.held += 1;
-            trip.largest = trip.largest.max(n);
-            if trip.operations.len() >= MAX_HELD_SHOWN {
-                trip.operations.pop_front();
-            }
-            trip.operations.push_back(held);
-            let answer = Held {
-                tenant: key,
-                changes,
-                seen: trip.seen,
-                limit: inner.limit,
-                window: inner.window,
-            };
-            self.count_held(operation);
-            self.persist(&tenants);
-            return Some(answer);
-        }
-        let limit = match state.allowance {
-            Some(allowance) if now < allowance.until_ms => {
-                allowance.limit.max(u64::from(inner.limit))
-            }
-            _ => u64::from(inner.limit),
-        };
-        if state.window.try_add(now, window_ms, n, limit) {
-            self.persist(&tenants);
-            return None;
-        }
-        let seen = state.window.sum();
-        if inner.observe {
-            state.window.add(now, n);
-            tracing::warn!(
-                tenant = %key,
-                operation = operation.name(),
-                seen,
-                changes = n,
-                limit = inner.limit,
-                "the blast-radius guard would hold this request (--mode observe: forwarded)"
-            );
-            self.persist(&tenants);
-            return None;
-        }
-        tracing::warn!(
-            tenant = %key,
-            operation = operation.name(),
-            seen,
-            changes = n,
-            limit = inner.limit,
-            window = %humantime::format_duration(inner.window),
-            "the blast-radius guard tripped: destructive requests of this tenant are held until an admin releases them"
-        );
-        state.tripped = Some(Trip {
-            at_ms: now,
-            seen,
-            held: 1,
-            largest: n,
-            operations: VecDeque::from([held]),
-        });
-        if let Some(metrics) = &inner.metrics {
-            metrics.guard_trip();
-            metrics.guard_tripped(&key, true);
-        }
-        self.count_held(operation);
-        self.persist(&tenants);
-        Some(Held {
-            tenant: key,
+        let decision = self
+            .update(&key, |state| {
+                decide(
+                    state,
+                    held.clone(),
+                    now,
+                    window_ms,
+                    inner.limit,
+                    inner.observe,
+                )
+            })
+            .await;
+        let held = |seen| Held {
+            tenant: key.clone(),
             changes,
             seen,
             limit: inner.limit,
             window: inner.window,
-        })
+        };
+        match decision {
+            Decision::Pass => None,
+            Decision::WouldHold { seen } => {
+                tracing::warn!(
+                    tenant = %key,
+                    operation = operation.name(),
+                    seen,
+                    changes = n,
+                    limit = inner.limit,
+                    "the blast-radius guard would hold this request (--mode observe: forwarded)"
+                );
+                None
+            }
+            Decision::Held { seen } => {
+                self.count_held(operation);
+                Some(held(seen))
+            }
+            Decision::Trip { seen } => {
+                tracing::warn!(
+                    tenant = %key,
+                    operation = operation.name(),
+                    seen,
+                    changes = n,
+                    limit = inner.limit,
+                    window = %humantime::format_duration(inner.window),
+                    "the blast-radius guard tripped: destructive requests of this tenant are held until an admin releases them"
+                );
+                if let Some(metrics) = &inner.metrics {
+                    metrics.guard_trip();
+                    metrics.guard_tripped(&key, true);
+                }
+                self.count_held(operation);
+                Some(held(seen))
+            }
+        }
     }
 
     fn count_held(&self, operation: Operation) {
@@ -445,44 +542,43 @@ impl Guard {
 
     /// Lets the held changes of `tenant` through: the window starts again, and until it
     /// ends the limit is at least the largest held request. Returns the trip released.
-    pub fn release(&self, tenant: &str) -> Result<Trip, ReleaseError> {
+    pub async fn release(&self, tenant: &str) -> Result<Trip, ReleaseError> {
         if !self.enabled() {
             return Err(ReleaseError::Off);
         }
-        let inner = &self.inner;
         let now = now_ms();
-        let mut tenants = inner.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(state) = tenants.get_mut(tenant) else {
-            return Err(ReleaseError::NotTripped(tenant.to_owned()));
-        };
-        let Some(trip) = state.tripped.take() else {
-            return Err(ReleaseError::NotTripped(tenant.to_owned()));
-        };
-        state.window.clear();
-        state.allowance = Some(Allowance {
-            until_ms: now.saturating_add(self.window_ms()),
-            limit: u64::from(trip.largest),
-        });
+        let window_ms = self.window_ms();
+        let trip = self
+            .update(tenant, |state| release_state(state, tenant, now, window_ms))
+            .await?;
         tracing::warn!(
             tenant,
             held = trip.held,
             seen = trip.seen,
             "the blast-radius guard was released by an admin: the held destructive changes may go through"
         );
-        if let Some(metrics) = &inner.metrics {
+        if let Some(metrics) = &self.inner.metrics {
             metrics.guard_release();
             metrics.guard_tripped(tenant, false);
         }
-        self.persist(&tenants);
         Ok(trip)
     }
 
     /// The state of every tenant the guard has seen, for `GET /guard`.
-    pub fn status(&self) -> serde_json::Value {
+    pub async fn status(&self) -> serde_json::Value {
         let inner = &self.inner;
         let now = now_ms();
         let window_ms = self.window_ms();
-        let mut tenants = inner.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tenants = match &inner.shared {
+            Some(shared) => match shared.all().await {
+                Ok(all) => all,
+                Err(error) => {
+                    shared.failed(&error);
+                    self.lock().clone()
+                }
+            },
+            None => self.lock().clone(),
+        };
         let mut out = serde_json::Map::new();
         for (tenant, state) in tenants.iter_mut() {
             state.window.prune(now, window_ms);
@@ -499,18 +595,14 @@ impl Guard {
             "limit": inner.limit,
             "window_seconds": inner.window.as_secs(),
             "observe": inner.observe,
+            "shared": inner.shared.is_some(),
             "tenants": out,
         })
     }
 
     /// Whether `tenant`'s guard is tripped now.
-    pub fn is_tripped(&self, tenant: &str) -> bool {
-        let tenants = self
-            .inner
-            .tenants
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        tenants.get(tenant).is_some_and(|s| s.tripped.is_some())
+    pub async fn is_tripped(&self, tenant: &str) -> bool {
+        self.update(tenant, |state| state.tripped.is_some()).await
     }
 
     fn persist(&self, tenants: &HashMap<String, TenantGuard>) {
@@ -548,40 +640,55 @@ mod tests {
             },
             false,
             None,
+            None,
         )
     }
 
-    #[test]
-    fn trips_past_the_limit_holds_only_destructive_requests_and_releases() {
+    #[tokio::test]
+    async fn trips_past_the_limit_holds_only_destructive_requests_and_releases() {
         let g = guard(3, None);
         for _ in 0..3 {
             assert!(g
                 .check("t", Operation::DeleteUser, "/t/scim/v2/Users/x", b"")
+                .await
                 .is_none());
         }
         let held = g
             .check("t", Operation::DeleteGroup, "/t/scim/v2/Groups/g", b"")
+            .await
             .unwrap();
         assert_eq!((held.seen, held.limit), (3, 3));
         let detail = held.error().detail;
         assert!(detail.contains("blast-radius guard") && detail.contains("guard release t"));
         assert_eq!(held.error().status, "503");
-        assert!(g.check("t", Operation::GetUser, "/", b"").is_none());
-        assert!(g.check("t", Operation::CreateUser, "/", b"{}").is_none());
-        assert!(g.check("other", Operation::DeleteUser, "/", b"").is_none());
-        assert!(g.check("t", Operation::DeleteUser, "/", b"").is_some());
-        assert!(g.is_tripped("t"));
-        let status = g.status();
+        assert!(g.check("t", Operation::GetUser, "/", b"").await.is_none());
+        assert!(g
+            .check("t", Operation::CreateUser, "/", b"{}")
+            .await
+            .is_none());
+        assert!(g
+            .check("other", Operation::DeleteUser, "/", b"")
+            .await
+            .is_none());
+        assert!(g
+            .check("t", Operation::DeleteUser, "/", b"")
+            .await
+            .is_some());
+        assert!(g.is_tripped("t").await);
+        let status = g.status().await;
         assert_eq!(status["tenants"]["t"]["tripped"], true);
         assert_eq!(status["tenants"]["t"]["trip"]["held"], 2);
-        let trip = g.release("t").unwrap();
+        let trip = g.release("t").await.unwrap();
         assert_eq!(trip.held, 2);
-        assert!(g.release("t").is_err());
-        assert!(g.check("t", Operation::DeleteUser, "/", b"").is_none());
+        assert!(g.release("t").await.is_err());
+        assert!(g
+            .check("t", Operation::DeleteUser, "/", b"")
+            .await
+            .is_none());
     }
 
-    #[test]
-    fn a_request_larger_than_the_limit_is_held_whole_and_goes_through_once_released() {
+    #[tokio::test]
+    async fn a_request_larger_than_the_limit_is_held_whole_and_goes_through_once_released() {
         let g = guard(5, None);
         let ten: Vec<_> = (0..10)
             .map(|i| serde_json::json!({"value": format!("m{i}")}))
@@ -592,16 +699,18 @@ mod tests {
         .unwrap();
         let held = g
             .check("t", Operation::PatchGroup, "/Groups/g", &body)
+            .await
             .unwrap();
         assert_eq!(held.changes.removed_members, 10);
-        g.release("t").unwrap();
+        g.release("t").await.unwrap();
         assert!(g
             .check("t", Operation::PatchGroup, "/Groups/g", &body)
+            .await
             .is_none());
     }
 
-    #[test]
-    fn observe_counts_and_never_holds() {
+    #[tokio::test]
+    async fn observe_counts_and_never_holds() {
         let g = Guard::new(
             &GuardConfig {
                 limit: 1,
@@ -609,20 +718,30 @@ mod tests {
             },
             true,
             None,
+            None,
         );
         for _ in 0..5 {
-            assert!(g.check("t", Operation::DeleteUser, "/", b"").is_none());
+            assert!(g
+                .check("t", Operation::DeleteUser, "/", b"")
+                .await
+                .is_none());
         }
-        assert!(!g.is_tripped("t"));
+        assert!(!g.is_tripped("t").await);
     }
 
-    #[test]
-    fn the_state_file_keeps_a_trip_and_is_private() {
+    #[tokio::test]
+    async fn the_state_file_keeps_a_trip_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("guard.json");
         let g = guard(1, Some(path.clone()));
-        assert!(g.check("t", Operation::DeleteUser, "/", b"").is_none());
-        assert!(g.check("t", Operation::DeleteUser, "/", b"").is_some());
+        assert!(g
+            .check("t", Operation::DeleteUser, "/", b"")
+            .await
+            .is_none());
+        assert!(g
+            .check("t", Operation::DeleteUser, "/", b"")
+            .await
+            .is_some());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -630,8 +749,11 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let again = guard(1, Some(path.clone()));
-        assert!(again.is_tripped("t"));
-        assert!(again.check("t", Operation::DeleteUser, "/", b"").is_some());
+        assert!(again.is_tripped("t").await);
+        assert!(again
+            .check("t", Operation::DeleteUser, "/", b"")
+            .await
+            .is_some());
 
         std::fs::write(&path, b"{not json").unwrap();
         let config = GuardConfig {
@@ -645,12 +767,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn zero_turns_it_off() {
+    #[tokio::test]
+    async fn zero_turns_it_off() {
         let g = guard(0, None);
         for _ in 0..1000 {
-            assert!(g.check("t", Operation::DeleteUser, "/", b"").is_none());
+            assert!(g
+                .check("t", Operation::DeleteUser, "/", b"")
+                .await
+                .is_none());
         }
-        assert_eq!(g.release("t"), Err(ReleaseError::Off));
+        assert_eq!(g.release("t").await, Err(ReleaseError::Off));
     }
 }

@@ -48,6 +48,8 @@ fn start(dir: &Path) -> Running {
         .arg(dir.join("guard.json"))
         .arg("--state")
         .arg(dir.join("emulator.json"))
+        .arg("--record")
+        .arg(dir.join("capture.jsonl"))
         .env_remove("SCIMGUARD_UPSTREAM")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
@@ -314,6 +316,22 @@ async fn mass_deletions_are_held_until_an_admin_releases_them() {
     // One release from the CLI and one here, since the restart.
     assert_eq!(metric(&text, "scimguard_guard_releases_total"), Some(2.0));
     stop(running);
+
+    // The capture records the held requests with the guard's text.
+    let capture = std::fs::read_to_string(dir.path().join("capture.jsonl")).unwrap();
+    let held: Vec<Value> = capture
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["verdict"] == "held")
+        .collect();
+    assert!(!held.is_empty(), "{capture}");
+    for record in &held {
+        assert!(record["error"]
+            .as_str()
+            .unwrap()
+            .contains("blast-radius guard"));
+        assert_eq!(record["response"]["status"], 503);
+    }
 }
 
 async fn reqwest_text(url: &str) -> String {

@@ -211,11 +211,12 @@ fn clock_now(clock: &FakeRelativeClock) -> Duration {
 struct Replica {
     addr: SocketAddr,
     metrics: Metrics,
+    pipeline: std::sync::Arc<scimguard::pipeline::Pipeline>,
     _stop: oneshot::Sender<()>,
 }
 
 async fn replica(upstream: &str, store: &str, mode: ThrottleMode) -> Replica {
-    let args = RunArgs {
+    replica_with(RunArgs {
         upstream: Some(upstream.to_owned()),
         rate: Some(10),
         burst: Some(10),
@@ -224,10 +225,15 @@ async fn replica(upstream: &str, store: &str, mode: ThrottleMode) -> Replica {
         throttle_store_failure: Some(StoreFailure::Local),
         replicas: Some(2),
         ..RunArgs::default()
-    };
+    })
+    .await
+}
+
+async fn replica_with(args: RunArgs) -> Replica {
     let config = Config::from_run_args(&args).unwrap();
     let proxy = Proxy::from_config(&config).unwrap();
     let metrics = proxy.metrics.clone();
+    let pipeline = proxy.pipeline.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -237,6 +243,7 @@ async fn replica(upstream: &str, store: &str, mode: ThrottleMode) -> Replica {
     Replica {
         addr,
         metrics,
+        pipeline,
         _stop: stop,
     }
 }
@@ -405,4 +412,44 @@ async fn shape_waits_and_one_replicas_429_backs_off_both() {
         "replica d did not back off: {:?}",
         start.elapsed()
     );
+}
+
+/// The blast-radius guard's state lives in the store: deletions through two replicas
+/// add up to one limit, a trip at one holds the other, and a release at one frees both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_state_is_shared_by_replicas() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let args = || RunArgs {
+        upstream: Some(upstream.url()),
+        throttle_store: Some(redis.url()),
+        guard_deletes: Some(3),
+        ..RunArgs::default()
+    };
+    let a = replica_with(args()).await;
+    let b = replica_with(args()).await;
+    let client = http_client();
+    let delete = |addr: SocketAddr, n: usize| {
+        Request::builder()
+            .method(Method::DELETE)
+            .uri(format!("http://{addr}/t-3/scim/v2/Users/u{n}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let addr = [a.addr, b.addr][n % 2];
+        statuses.push(send(&client, delete(addr, n)).await.0.as_u16());
+    }
+    // The test upstream answers 201 to anything it gets.
+    assert_eq!(statuses, [201, 201, 201, 503, 503]);
+    let guard_b = b.pipeline.guard().unwrap();
+    let status = guard_b.status().await;
+    assert_eq!(status["shared"], true);
+    assert_eq!(status["tenants"]["t-3"]["trip"]["held"], 2, "{status}");
+
+    a.pipeline.guard().unwrap().release("t-3").await.unwrap();
+    assert_eq!(send(&client, delete(b.addr, 9)).await.0.as_u16(), 201);
 }
