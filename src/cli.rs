@@ -366,6 +366,10 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Log lines as text or as JSON objects, one a line [default: text].
+    #[arg(long, env = "SCIMGUARD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::logging::LogFormat>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 30s].
     #[arg(long, env = "SCIMGUARD_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,

@@ -86,6 +86,8 @@ pub struct Config {
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
     pub explain_log: Option<PathBuf>,
+    /// `--log-format`: text or JSON log lines.
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Certificate chain and key for the HTTPS listener.
@@ -222,6 +224,7 @@ pub struct FileConfig {
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
     pub explain_log: Option<PathBuf>,
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// `[throttle]` in the config file.
@@ -500,6 +503,7 @@ impl Config {
         Ok(Config {
             record,
             explain_log: args.explain_log.clone().or(file.explain_log),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             throttle,
             throttle_store,
             guard,
@@ -671,6 +675,31 @@ mod tests {
         ] {
             assert!(UpstreamUrl::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn log_format_comes_from_the_file_unless_a_flag_says_otherwise() {
+        use crate::logging::LogFormat;
+        let file: FileConfig = toml::from_str("log_format = \"json\"").unwrap();
+        let cfg = Config::merge(&RunArgs::default(), file).unwrap();
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        let file: FileConfig = toml::from_str("log_format = \"json\"").unwrap();
+        let args = RunArgs {
+            log_format: Some(LogFormat::Text),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            Config::merge(&args, file).unwrap().log_format,
+            LogFormat::Text
+        );
+        assert_eq!(
+            Config::merge(&RunArgs::default(), FileConfig::default())
+                .unwrap()
+                .log_format,
+            LogFormat::Text
+        );
+        let bad = toml::from_str::<FileConfig>("log_format = \"xml\"").unwrap_err();
+        assert!(bad.to_string().contains("text"), "{bad}");
     }
 
     #[test]

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method};
 
+use crate::error::{Blame, Error, ErrorKind};
 use crate::rules::Finding;
 use crate::scim::Operation;
+use crate::verdict::Outcome;
 
 /// Response header carrying the request id, so an admin can match the IdP's log line
 /// to scimguard's.
@@ -97,9 +99,10 @@ pub struct Exchange {
     pub upstream_elapsed: Option<Duration>,
     /// What the request is, once classified.
     pub operation: Option<Operation>,
-    /// `forwarded`, `rewritten` or `rejected`; errors before the verdict count as
-    /// `forwarded` was never reached, so they say `error`.
-    pub verdict: &'static str,
+    /// What became of the request: the verdict's word, then `throttled` or `error` if
+    /// a later phase ended it. Starts as `error`: a request that fails before its
+    /// verdict never reached one.
+    pub verdict: Outcome,
     /// Every rule that fired.
     pub findings: Vec<Finding>,
     /// Observe mode: findings are what enforce mode would have done.
@@ -123,6 +126,8 @@ pub struct Exchange {
     pub tenant: Option<String>,
     /// Why the exchange failed, for errors of scimguard's own (502, 504, 413, 429…).
     pub error: Option<String>,
+    /// Whose fault that error was: the client, the upstream or scimguard.
+    pub blame: Option<Blame>,
     /// When recording: the request as received (redacted when written).
     pub received: Option<crate::record::ReceivedRequest>,
     /// When recording: what was sent upstream instead (the rewrite, then each batch).
@@ -139,7 +144,7 @@ impl Exchange {
             status: 0,
             upstream_elapsed: None,
             operation: None,
-            verdict: "error",
+            verdict: Outcome::Error,
             findings: Vec::new(),
             observe: false,
             upstream_status: None,
@@ -151,8 +156,20 @@ impl Exchange {
             hints: Vec::new(),
             tenant: None,
             error: None,
+            blame: None,
             received: None,
             forwarded: Vec::new(),
+        }
+    }
+
+    /// Notes the error that ended the exchange. Unless the throttle refused it, the
+    /// outcome is `error`: a request whose upstream failed (502, 504) was not
+    /// forwarded in any useful sense, and the metrics must not count it as such.
+    pub fn failed(&mut self, error: &Error) {
+        self.error = Some(error.to_string());
+        self.blame = Some(error.blame());
+        if !matches!(error.kind, ErrorKind::Throttled { .. }) {
+            self.verdict = Outcome::Error;
         }
     }
 }

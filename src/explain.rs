@@ -10,37 +10,44 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::error::Blame;
 use crate::exchange::Exchange;
 use crate::rules::Action;
 
-/// Logs the exchange's line (target `scimguard::request`).
+/// Logs the exchange's line (target `scimguard::request`), then one line per hint and
+/// per finding, inside the request's span, which carries its id.
+///
+/// Every text a client or the upstream chose (the path, AWS's detail, a finding's
+/// message quoting an attribute) is a string field, never the message: the text format
+/// writes string fields quoted and escaped, so none of them can start a line.
 pub fn log(exchange: &Exchange) {
     // Microseconds as integers: exact, and cheap to write on every request.
     let elapsed_us = exchange.started.elapsed().as_micros() as u64;
     let upstream_us = exchange.upstream_elapsed.map(|d| d.as_micros() as u64);
-    let id = exchange.id.text();
     let operation = exchange.operation.map(|op| op.name()).unwrap_or("-");
+    // method, operation, verdict and blame are tokens from closed sets (hyper admits
+    // only token characters in a method), so they are written bare.
     tracing::info!(
         target: "scimguard::request",
-        id = id.as_str(),
-        method = exchange.method.as_str(),
+        method = %exchange.method,
         path = exchange.path.as_str(),
-        operation,
-        verdict = exchange.verdict,
+        operation = %operation,
+        verdict = %exchange.verdict.as_str(),
         status = exchange.status,
         elapsed_us,
         upstream_us,
+        blame = exchange.blame.map(Blame::as_str).map(tracing::field::display),
+        error = exchange.error.as_deref(),
         "request"
     );
     for hint in &exchange.hints {
-        tracing::info!(target: "scimguard::hint", id = id.as_str(), "  {hint}");
+        tracing::info!(target: "scimguard::hint", hint = hint.as_str(), "hint");
     }
     if let Some(back_off) = exchange.upstream_back_off {
         tracing::info!(
             target: "scimguard::hint",
-            id = id.as_str(),
-            "  the upstream answered 429: relayed as it is, not retried; this tenant's requests wait {} s before going upstream again",
-            back_off.as_secs()
+            back_off_s = back_off.as_secs(),
+            "the upstream answered 429: relayed as it is, not retried; this tenant's requests wait before going upstream again"
         );
     }
     for finding in &exchange.findings {
@@ -51,13 +58,12 @@ pub fn log(exchange: &Exchange) {
             .map(|f| format!("{} → {}", f.before, f.after));
         tracing::info!(
             target: "scimguard::finding",
-            id = id.as_str(),
-            rule = finding.rule.as_str(),
-            action,
+            rule = %finding.rule,
+            action = %action,
             location = finding.location.as_str(),
+            detail = finding.message.as_str(),
             fix = fix.as_deref(),
-            "  {}",
-            finding.message
+            "finding"
         );
     }
 }
@@ -95,7 +101,7 @@ pub fn to_json(exchange: &Exchange) -> serde_json::Value {
         "path": exchange.path,
         "operation": exchange.operation.map(|o| o.name()),
         "mode": if exchange.observe { "observe" } else { "enforce" },
-        "verdict": exchange.verdict,
+        "verdict": exchange.verdict.as_str(),
         "status": exchange.status,
         "findings": findings,
         "upstream": {

@@ -21,7 +21,7 @@
 //! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
 //! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |
-//! | [`logging`] | buffered log output: a copy per line, not a system call |
+//! | [`logging`] | tracing-subscriber's text or JSON lines, through a buffered writer thread |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
 //! | [`rules`], [`verdict`] | AWS's constraints as data; findings × mode → verdict |
 //! | [`emulator`] | the embedded AWS SCIM service: the default upstream |

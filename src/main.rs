@@ -9,6 +9,7 @@ use scimguard::cli::{
     ReplayArgs, RulesArgs, RunArgs,
 };
 use scimguard::config::Config;
+use scimguard::logging::LogFormat;
 use scimguard::{tls, Proxy, StartError};
 use tokio::net::TcpListener;
 
@@ -34,10 +35,13 @@ const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Held until exit: dropping it flushes the log lines still queued.
-    let _log_guard = scimguard::logging::init();
+    if let Command::Run(args) = cli.command {
+        return run(*args);
+    }
+    // Held until exit: dropping it writes the log lines still queued.
+    let _log_guard = scimguard::logging::init(LogFormat::default());
     match cli.command {
-        Command::Run(args) => run(*args),
+        Command::Run(_) => unreachable!("run returned above"),
         Command::Emulate(args) => emulate(args),
         Command::Cert(args) => cert(args),
         Command::Parse(args) => parse(args),
@@ -89,6 +93,8 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
+    // Held until exit: dropping it writes the log lines still queued.
+    let _log_guard = scimguard::logging::init(config.log_format);
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

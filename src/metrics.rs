@@ -11,6 +11,7 @@
 //! | `scimguard_requests_total` | counter | `operation`, `verdict` |
 //! | `scimguard_findings_total` | counter | `rule`, `action` |
 //! | `scimguard_upstream_responses_total` | counter | `status` |
+//! | `scimguard_errors_total` | counter | `blame` ([`crate::error::Blame::as_str`]) |
 //! | `scimguard_throttle_total` | counter | `outcome` ([`crate::throttle::Admission::label`]) |
 //! | `scimguard_request_duration_seconds` | histogram | |
 //! | `scimguard_upstream_duration_seconds` | histogram | |
@@ -68,6 +69,7 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     findings: Family<FindingLabels, Counter>,
     upstream: Family<StatusLabels, Counter>,
+    errors: Family<BlameLabels, Counter>,
     throttle: Family<OutcomeLabels, Counter>,
     latency_total: Histogram,
     latency_upstream: Histogram,
@@ -123,6 +125,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BlameLabels {
+    blame: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -146,6 +153,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let findings = Family::<FindingLabels, Counter>::default();
         let upstream = Family::<StatusLabels, Counter>::default();
+        let errors = Family::<BlameLabels, Counter>::default();
         let throttle = Family::<OutcomeLabels, Counter>::default();
         let latency_total = Histogram::new(LATENCY_BUCKETS);
         let latency_upstream = Histogram::new(LATENCY_BUCKETS);
@@ -210,6 +218,11 @@ impl Metrics {
             upstream.clone(),
         );
         registry.register(
+            "errors",
+            "Requests that ended in an error of scimguard's own (413, 429, 502, 504…), by whose fault it was (client, upstream, proxy)",
+            errors.clone(),
+        );
+        registry.register(
             "throttle",
             "Throttle decisions, by outcome (admitted, delayed, refused, would_wait, would_refuse)",
             throttle.clone(),
@@ -245,6 +258,7 @@ impl Metrics {
                 requests,
                 findings,
                 upstream,
+                errors,
                 throttle,
                 latency_total,
                 latency_upstream,
@@ -280,6 +294,16 @@ impl Metrics {
             .get_or_create(&FindingLabels {
                 rule: rule.into(),
                 action,
+            })
+            .inc();
+    }
+
+    /// One request ended by an error of scimguard's own, by whose fault it was.
+    pub fn error(&self, blame: crate::error::Blame) {
+        self.inner
+            .errors
+            .get_or_create(&BlameLabels {
+                blame: blame.as_str(),
             })
             .inc();
     }

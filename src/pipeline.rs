@@ -1,5 +1,5 @@
-//! THE flow of one request. Every phase is called from [`Pipeline::handle`] in order;
-//! nothing else knows the order.
+//! THE flow of one request. Every phase is called from [`Pipeline::handle`] and
+//! [`Pipeline::process`] in this order; nothing else knows the order.
 //!
 //! | # | phase     | here                                                                 |
 //! |---|-----------|----------------------------------------------------------------------|
@@ -9,8 +9,15 @@
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
 //! | 6 | rewrite / reject | the fixed body (and its batches), or an AWS-shaped error now  |
-//! | 7 | forward   | [`Pipeline::send`]: to the configured upstream only (502/504)         |
-//! | 8 | explain   | [`crate::explain::log`]: one log line, plus one per finding           |
+//! | 6b | guard    | [`crate::guard::Guard::check`]: mass deletions held (503) until released |
+//! | 7 | throttle  | [`Pipeline::throttle`]: after checking, so rejections spend no quota  |
+//! | 8 | forward   | [`Pipeline::forward`]: to the configured upstream only (502/504)      |
+//! | 9 | record    | [`Pipeline::record`]: with `--record`, the exchange, redacted         |
+//! | 10 | explain  | [`crate::explain::log`]: on every path, the request's log line        |
+//!
+//! Whatever ends a request, [`Outcome`] names it once: the verdict's word, or
+//! `held` / `throttled` / `error` from a later phase; the header, capture, log and metrics
+//! all read it from the [`Exchange`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +32,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::admin::Readiness;
 use crate::config::{Config, Limits};
@@ -37,7 +45,7 @@ use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
 use crate::throttle::{retry_after_header, throttled_error, Admission, OpClass, Throttle};
 use crate::upstream::{remove_hop_by_hop, Upstream};
-use crate::verdict::{self, Verdict};
+use crate::verdict::{self, Outcome, Verdict};
 
 /// The response body type of the proxy: always a whole buffer.
 pub type Body = Full<Bytes>;
@@ -73,14 +81,24 @@ pub struct Pipeline {
 /// A request's parts once its target is checked, ready to send (maybe several times).
 struct Outbound {
     method: Method,
-    /// Path and query as received (batches replace the path). Kept as the parsed
-    /// `PathAndQuery` hyper gave us: re-parsing it for every send cost 1.4k
-    /// instructions a request (callgrind, GET /Users/{id}).
+    /// Path and query as received (batches replace the path).
     path_and_query: PathAndQuery,
     headers: HeaderMap,
     /// The tenant the throttle keys on (empty: the whole upstream).
     tenant: String,
     class: OpClass,
+}
+
+/// One request to the upstream: the client's, its rewrite, or one batch of a split
+/// change.
+struct UpstreamRequest<'a> {
+    method: Method,
+    target: &'a PathAndQuery,
+    headers: HeaderMap,
+    body: Bytes,
+    /// The body is scimguard's (a rewrite or a batch): its Content-Length is the new
+    /// body's, and the capture keeps what was sent.
+    changed: bool,
 }
 
 impl Pipeline {
@@ -155,25 +173,58 @@ impl Pipeline {
     pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let mut exchange = Exchange::start(request.method(), request.uri().path());
         exchange.observe = self.mode == Mode::Observe;
-        let mut response = match self.process(request, conn, &mut exchange).await {
+        // Every event of the request, its log line included, carries its id.
+        let span = tracing::info_span!("request", id = %exchange.id);
+        self.answer(request, conn, exchange).instrument(span).await
+    }
+
+    /// The phases of one request, from its capture to its explanation.
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        conn: ConnInfo,
+        mut exchange: Exchange,
+    ) -> Response<Body> {
+        // 2–8. capture … forward
+        let response = match self.process(request, conn, &mut exchange).await {
             Ok(response) => response,
             Err(error) => {
-                exchange.error = Some(error.to_string());
+                exchange.failed(&error);
                 error_response(&error)
             }
         };
+        let response = self.stamp(&mut exchange, response);
+        // 9. record
+        let response = match &self.recorder {
+            Some(recorder) => self.record(recorder, &mut exchange, response).await,
+            None => response,
+        };
+        // 10. explain
+        self.explain(&mut exchange);
+        response
+    }
+
+    /// Notes the answer's status and gives it the request id, the outcome and the rules
+    /// that fired, whoever made it.
+    fn stamp(&self, exchange: &mut Exchange, mut response: Response<Body>) -> Response<Body> {
         exchange.status = response.status().as_u16();
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID.clone(), exchange.id.header_value());
         headers.insert(
             VERDICT_HEADER.clone(),
-            HeaderValue::from_static(exchange.verdict),
+            HeaderValue::from_static(exchange.verdict.as_str()),
         );
         if let Some(ids) = verdict::fired_rules(&exchange.findings) {
             if let Ok(value) = HeaderValue::from_str(&ids) {
                 headers.insert(RULES_HEADER.clone(), value);
             }
         }
+        response
+    }
+
+    /// The explanation of a finished exchange: the rules' hints on the upstream's
+    /// answer, the metrics, the log lines and the `--explain-log` line.
+    fn explain(&self, exchange: &mut Exchange) {
         if let Some(status) = exchange.upstream_status {
             let answer = Answer {
                 status,
@@ -182,14 +233,10 @@ impl Pipeline {
             };
             exchange.hints = self.rules.hints(&exchange.findings, answer);
         }
-        self.count(&exchange);
-        crate::explain::log(&exchange);
+        self.count(exchange);
+        crate::explain::log(exchange);
         if let Some(log) = &self.explain_log {
-            log.write(&exchange);
-        }
-        match &self.recorder {
-            Some(recorder) => self.record(recorder, &mut exchange, response).await,
-            None => response,
+            log.write(exchange);
         }
     }
 
@@ -221,7 +268,7 @@ impl Pipeline {
             } else {
                 "enforce"
             },
-            verdict: exchange.verdict,
+            verdict: exchange.verdict.as_str(),
             request,
             forwarded: std::mem::take(&mut exchange.forwarded),
             response: Some((parts.status.as_u16(), &parts.headers, body.clone().into())),
@@ -271,9 +318,12 @@ impl Pipeline {
     fn count(&self, exchange: &Exchange) {
         let metrics = &self.metrics;
         let operation = exchange.operation.map(|op| op.name()).unwrap_or("-");
-        metrics.request(operation, exchange.verdict);
+        metrics.request(operation, exchange.verdict.as_str());
         for finding in &exchange.findings {
             metrics.finding(&finding.rule, finding.action.as_str());
+        }
+        if let Some(blame) = exchange.blame {
+            metrics.error(blame);
         }
         if let Some(status) = exchange.upstream_status {
             metrics.upstream_status(status);
@@ -288,12 +338,14 @@ impl Pipeline {
         }
     }
 
+    /// Phases 2 to 8 of one request; `handle` explains whatever this returns.
     async fn process(
         &self,
         request: Request<Incoming>,
         conn: ConnInfo,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
+        // 2. capture
         let (parts, body) = request.into_parts();
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         if self.recorder.is_some() {
@@ -307,6 +359,7 @@ impl Pipeline {
         }
         let mut outbound = self.outbound(parts, conn)?;
 
+        // 3–5. classify, check, decide
         let judgement = verdict::judge(
             &self.rules,
             self.mode,
@@ -320,80 +373,57 @@ impl Pipeline {
             }
         }
         let classified = judgement.classified;
-        let verdict = judgement.verdict;
-        let tenant = classified.tenant().map(str::to_owned);
-        outbound.tenant = tenant.clone().unwrap_or_default();
-        exchange.tenant = tenant;
-        outbound.class = OpClass::of(classified.operation, &outbound.method);
+        exchange.tenant = classified.tenant().map(str::to_owned);
         exchange.operation = Some(classified.operation);
         exchange.findings = judgement.evaluation.findings;
-        exchange.verdict = verdict.label();
-        // The guard: after the verdict (a rejected request changes nothing), before the
-        // throttle (a held request spends no quota).
-        if let (Some(guard), false) = (&self.guard, matches!(verdict, Verdict::Reject(_))) {
+        exchange.verdict = Outcome::from(&judgement.verdict);
+        outbound.tenant = exchange.tenant.clone().unwrap_or_default();
+        outbound.class = OpClass::of(classified.operation, &outbound.method);
+
+        // 6. rewrite / reject
+        // The request as received, for the guard (counts before batches are split).
+        let original = body.clone();
+        let (body, changed, batches) = match judgement.verdict {
+            Verdict::Reject(error) => return Ok(scim_response(&error)),
+            Verdict::Forward => (body, false, Vec::new()),
+            Verdict::Rewrite { body, batches } => (Bytes::from(body), true, batches),
+        };
+
+        // 6b. the blast-radius guard, after the verdict (a rejected request changes
+        // nothing) and before the throttle (a held request spends no quota)
+        if let Some(guard) = &self.guard {
             let path = outbound.path_and_query.path();
             if let Some(held) = guard
-                .check(&outbound.tenant, classified.operation, path, &body)
+                .check(&outbound.tenant, classified.operation, path, &original)
                 .await
             {
-                let error = held.error();
-                exchange.verdict = "held";
-                exchange.error = Some(error.detail.clone());
-                let mut response = scim_response(&error);
-                response.headers_mut().insert(
-                    RETRY_AFTER,
-                    HeaderValue::from(crate::guard::HELD_RETRY_AFTER.as_secs()),
-                );
-                return Ok(response);
+                return Ok(held_response(&held, exchange));
             }
         }
-        match verdict {
-            Verdict::Forward => {
-                let headers = std::mem::take(&mut outbound.headers);
-                let target = &outbound.path_and_query;
-                let key = (outbound.tenant.as_str(), outbound.class);
-                self.send(
-                    &outbound.method,
-                    target,
-                    headers,
-                    body,
-                    false,
-                    key,
-                    exchange,
-                )
-                .await
-            }
-            Verdict::Reject(error) => Ok(scim_response(&error)),
-            Verdict::Rewrite { body, batches } => {
-                // Batches need the headers again; a lone rewrite can give them away.
-                let headers = if batches.is_empty() {
-                    std::mem::take(&mut outbound.headers)
-                } else {
-                    outbound.headers.clone()
-                };
-                let target = &outbound.path_and_query;
-                let key = (outbound.tenant.as_str(), outbound.class);
-                let first = self
-                    .send(
-                        &outbound.method,
-                        target,
-                        headers,
-                        Bytes::from(body),
-                        true,
-                        key,
-                        exchange,
-                    )
-                    .await?;
-                if batches.is_empty() {
-                    return Ok(first);
-                }
-                // Boxed, since only split requests get here: inline, the batches' state
-                // grew every request's future from 4.4 to 5.4 KB, which hyper moves
-                // whole (about 300 instructions a GET /Users/{id}, callgrind).
-                Box::pin(self.send_batches(&outbound, &classified.prefix, first, batches, exchange))
-                    .await
-            }
+
+        // 7. throttle, after checking, so rejected requests spend no quota
+        self.throttle(&outbound.tenant, outbound.class, exchange)
+            .await?;
+
+        // 8. forward (a split change: the first request, then each batch)
+        let headers = if batches.is_empty() {
+            std::mem::take(&mut outbound.headers)
+        } else {
+            outbound.headers.clone()
+        };
+        let first = UpstreamRequest {
+            method: outbound.method.clone(),
+            target: &outbound.path_and_query,
+            headers,
+            body,
+            changed,
+        };
+        let first = self.forward(first, &outbound.tenant, exchange).await?;
+        if batches.is_empty() {
+            return Ok(first);
         }
+        Box::pin(self.forward_batches(&outbound, &classified.prefix, first, batches, exchange))
+            .await
     }
 
     /// Checks the request target and prepares the headers for the upstream: hop-by-hop
@@ -427,21 +457,52 @@ impl Pipeline {
         })
     }
 
-    /// Sends one request to the configured upstream, whatever the client's target or
-    /// Host said. A `changed` body (rewritten, or a batch) gets its Content-Length from
-    /// the body itself.
-    #[allow(clippy::too_many_arguments)]
-    async fn send(
+    /// Takes a token for one request to the upstream (each batch takes its own). Shape
+    /// mode waits here; a refusal is a 429 of scimguard's own, and the outcome
+    /// `throttled`.
+    async fn throttle(
         &self,
-        method: &Method,
-        target: &PathAndQuery,
-        mut headers: HeaderMap,
-        body: Bytes,
-        changed: bool,
-        throttle_key: (&str, OpClass),
+        tenant: &str,
+        class: OpClass,
+        exchange: &mut Exchange,
+    ) -> Result<(), Error> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(());
+        };
+        let admission = throttle.admit(tenant, class).await;
+        exchange.throttle = Some(admission.label());
+        exchange.throttle_wait += admission.waited();
+        match admission {
+            Admission::Refused {
+                retry_after,
+                reason,
+            } => {
+                exchange.verdict = Outcome::Throttled;
+                Err(ErrorKind::Throttled {
+                    retry_after,
+                    reason,
+                }
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends one request to the configured upstream, whatever the client's target or
+    /// Host said, and notes its answer in the exchange. A 429 makes `tenant` back off.
+    async fn forward(
+        &self,
+        request: UpstreamRequest<'_>,
+        tenant: &str,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
-        self.admit(throttle_key, exchange).await?;
+        let UpstreamRequest {
+            method,
+            target,
+            mut headers,
+            body,
+            changed,
+        } = request;
         let uri = self
             .upstream
             .url()
@@ -459,7 +520,7 @@ impl Pipeline {
             }
         }
         let mut request = Request::new(Full::new(body));
-        *request.method_mut() = method.clone();
+        *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
 
@@ -483,7 +544,7 @@ impl Pipeline {
             // Relayed as it is; the tenant's bucket waits out AWS's Retry-After.
             if let Some(throttle) = &self.throttle {
                 exchange.upstream_back_off =
-                    throttle.upstream_throttled(throttle_key.0, answer.response.headers());
+                    throttle.upstream_throttled(tenant, answer.response.headers());
             }
         }
         let (mut parts, body) = answer.response.into_parts();
@@ -491,39 +552,10 @@ impl Pipeline {
         Ok(Response::from_parts(parts, Full::new(body)))
     }
 
-    /// Takes a token for one request to the upstream (each batch takes its own). Shape
-    /// mode waits here; a refusal is a 429 of scimguard's own.
-    async fn admit(
-        &self,
-        (tenant, class): (&str, OpClass),
-        exchange: &mut Exchange,
-    ) -> Result<(), Error> {
-        let Some(throttle) = &self.throttle else {
-            return Ok(());
-        };
-        let admission = throttle.admit(tenant, class).await;
-        exchange.throttle = Some(admission.label());
-        exchange.throttle_wait += admission.waited();
-        match admission {
-            Admission::Refused {
-                retry_after,
-                reason,
-            } => {
-                exchange.verdict = "throttled";
-                Err(ErrorKind::Throttled {
-                    retry_after,
-                    reason,
-                }
-                .into())
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// Sends the follow-up PATCHes of a split request one after another, after the first
     /// request succeeded. On a failure, the answer is the upstream's error with a
     /// `detail` saying exactly which requests (and members) were applied and which not.
-    async fn send_batches(
+    async fn forward_batches(
         &self,
         outbound: &Outbound,
         prefix: &str,
@@ -573,18 +605,21 @@ impl Pipeline {
                     pending_members(&batches, i)
                 )
             };
-            match self
-                .send(
-                    &Method::PATCH,
-                    &path,
-                    outbound.headers.clone(),
-                    body,
-                    true,
-                    (outbound.tenant.as_str(), OpClass::Write),
-                    exchange,
-                )
+            let request = UpstreamRequest {
+                method: Method::PATCH,
+                target: &path,
+                headers: outbound.headers.clone(),
+                body,
+                changed: true,
+            };
+            let sent = match self
+                .throttle(&outbound.tenant, OpClass::Write, exchange)
                 .await
             {
+                Ok(()) => self.forward(request, &outbound.tenant, exchange).await,
+                Err(refused) => Err(refused),
+            };
+            match sent {
                 Ok(response) if response.status().is_success() => last = Some(response),
                 Ok(response) => {
                     let status = response.status();
@@ -616,6 +651,7 @@ impl Pipeline {
                         } => throttled_error(*retry_after, *reason).detail,
                         _ => e.detail(),
                     };
+                    exchange.failed(&e);
                     let detail = format!("{} ({own})", report(e.to_string()));
                     let mut response = scim_response(&ScimError::new(e.status(), detail));
                     if let Some(retry) = error_response(&e).headers().get(RETRY_AFTER) {
@@ -737,6 +773,20 @@ pub fn error_response(error: &Error) -> Response<Body> {
         return response;
     }
     scim_response(&ScimError::new(error.status(), error.detail()))
+}
+
+/// The answer to a request the blast-radius guard held: 503 in AWS's error shape,
+/// `Retry-After`, recorded with the guard's text as the exchange's error.
+fn held_response(held: &crate::guard::Held, exchange: &mut Exchange) -> Response<Body> {
+    let error = held.error();
+    exchange.verdict = Outcome::Held;
+    exchange.error = Some(error.detail.clone());
+    let mut response = scim_response(&error);
+    response.headers_mut().insert(
+        RETRY_AFTER,
+        HeaderValue::from(crate::guard::HELD_RETRY_AFTER.as_secs()),
+    );
+    response
 }
 
 /// A SCIM error as a response, with the status it names.

@@ -59,6 +59,47 @@ impl Verdict {
     }
 }
 
+/// What became of a request, as the `x-scimguard-verdict` header, the capture, the log
+/// line and the metrics name it. The judgement's [`Verdict`] gives the first three; the
+/// later phases can only end in a throttle refusal or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The request ended before a verdict, or the upstream failed (502/504).
+    Error,
+    Forwarded,
+    Rewritten,
+    Rejected,
+    /// scimguard's local throttle refused it (429): nothing reached the upstream.
+    Throttled,
+    /// The blast-radius guard held it (503) until an admin releases the tenant
+    /// ([`crate::guard`]): nothing reached the upstream.
+    Held,
+}
+
+impl Outcome {
+    /// The word in the header, the capture, the log line and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Error => "error",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rewritten => "rewritten",
+            Outcome::Rejected => "rejected",
+            Outcome::Throttled => "throttled",
+            Outcome::Held => "held",
+        }
+    }
+}
+
+impl From<&Verdict> for Outcome {
+    fn from(verdict: &Verdict) -> Self {
+        match verdict {
+            Verdict::Forward => Outcome::Forwarded,
+            Verdict::Rewrite { .. } => Outcome::Rewritten,
+            Verdict::Reject(_) => Outcome::Rejected,
+        }
+    }
+}
+
 /// Decides. In observe mode every request is forwarded as received: the findings still
 /// say what enforce mode would have done.
 pub fn decide(evaluation: &Evaluation, mode: Mode) -> Verdict {

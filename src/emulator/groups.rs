@@ -8,8 +8,9 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::pages::{self, Listing};
 use super::reply::{
-    count, eq_ignore_case, eq_terms, ApiError, ListResponse, Meta, Outcome, Reply, GROUP_NOT_FOUND,
+    eq_ignore_case, eq_terms, list_filter, ApiError, Meta, Outcome, Reply, GROUP_NOT_FOUND,
     USER_NOT_FOUND,
 };
 use super::store::{GroupRecord, Store};
@@ -20,6 +21,9 @@ use crate::scim::{parse_path, PatchOpKind, PatchOperation, PatchPath, Query};
 
 /// The core Group schema.
 pub(crate) const CORE_GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// AWS's observed detail for a PatchGroup `replace` of `members`.
+pub(crate) const REPLACE_MEMBERS_REFUSED: &str = "Replacing group memberships is not supported.";
 
 /// The attributes a group has (PatchGroup › Constraints).
 const ATTRS: &[&str] = &["displayName", "externalId", "members"];
@@ -141,14 +145,11 @@ pub(crate) fn get(store: &Store, id: &str) -> Result<Reply, ApiError> {
     Ok(Reply::ok(&resource(group, false)))
 }
 
-/// ListGroups: filters on displayName (any case), externalId, id, and members; a
-/// member filter naming no user is a 404 (ListGroups › Errors).
+/// ListGroups: filters on displayName (any case), externalId, id, and members
+/// (`members.value`, live guide); a member filter naming no user is a 404 (ListGroups ›
+/// Errors). Pages without or with `cursor` ([`pages`](super::pages)).
 pub(crate) fn list(store: &Store, query: &Query) -> Result<Reply, ApiError> {
-    let filter = match query.parsed_filter() {
-        None => None,
-        Some(Ok(f)) => Some(f),
-        Some(Err(_)) => return Err(ApiError::invalid()),
-    };
+    let filter = list_filter(query)?;
     let terms = match &filter {
         Some(f) => eq_terms(f)?,
         None => Vec::new(),
@@ -173,10 +174,18 @@ pub(crate) fn list(store: &Store, query: &Query) -> Result<Reply, ApiError> {
             };
         }
         if hit {
-            matches.push(resource(group, true));
+            matches.push(group);
         }
     }
-    Ok(Reply::ok(&ListResponse::page(matches, count(query))))
+    let canonical = filter.as_ref().map(ToString::to_string).unwrap_or_default();
+    pages::answer(
+        query,
+        Listing::Groups,
+        &canonical,
+        matches,
+        |g: &GroupRecord| g.id.as_str(),
+        |g| resource(g, true),
+    )
 }
 
 /// PatchGroup: 204. All operations apply, or none.
@@ -293,17 +302,20 @@ fn set(
             let ids = member_ids(store, value.ok_or_else(ApiError::invalid)?)?;
             add_members(group, ids);
         }
-        // The rules refuse this as AWS does ("Replacing group memberships is not
-        // supported."); without them, it does what the guide describes.
+        // Live guide, PatchGroup: "If you attempt to replace or remove all group
+        // memberships as part of a single request the result will be a
+        // ValidationException (HTTP/400)"; the detail is AWS's observed one. A path-less
+        // replace with `members` in its value lands here too: the guide leaves it open,
+        // its Limitations say "The PatchGroup API doesn't support … replace operations",
+        // and scimguard's repair turns either form into adds and removes AWS takes.
         ("members", PatchOpKind::Replace) => {
-            let ids = member_ids(store, value.ok_or_else(ApiError::invalid)?)?;
-            group.members.clear();
-            add_members(group, ids);
+            return Err(ApiError::invalid_because(REPLACE_MEMBERS_REFUSED))
         }
-        // An absent or empty value removes every member (PatchGroup › Remove members).
+        // Remove-all (no value, null, or []): refused as above; AWS's detail for it is
+        // not known, so its generic one.
         ("members", PatchOpKind::Remove) => match value {
-            None => group.members.clear(),
-            Some(Value::Array(items)) if items.is_empty() => group.members.clear(),
+            None => return Err(ApiError::invalid()),
+            Some(Value::Array(items)) if items.is_empty() => return Err(ApiError::invalid()),
             Some(v) => {
                 let ids = removal_ids(v)?;
                 group.members.retain(|m| !ids.contains(m));

@@ -7,7 +7,7 @@
 //! | # | step | answer when it fails |
 //! |---|---|---|
 //! | 1 | throttle (`--rate`, governor, burst = rate) | 429 ThrottlingException, `Retry-After: 1` |
-//! | 2 | tenant: the path is `/{tenant}/scim/v2/…` | 401 (wrong tenant), 404 (no SCIM path) |
+//! | 2 | tenant: the path is `/{tenant}/scim/v2/…` | 404 `TENANT does not exist.` (another tenant, as AWS answered in 2022), 404 (no SCIM path) |
 //! | 3 | `Authorization: Bearer <token>` | 401 UnauthorizedException |
 //! | 4 | classify ([`crate::scim::classify`]) | 404 for an unknown path |
 //! | 5 | validate: the embedded rules, [`RuleSet::strict`] | 400 with the rule's `aws_detail`, else AWS's generic text |
@@ -23,6 +23,7 @@
 mod discovery;
 mod groups;
 mod ids;
+mod pages;
 mod reply;
 mod store;
 mod users;
@@ -44,7 +45,7 @@ use http_body_util::{BodyExt, Full, Limited};
 pub use ids::random_token;
 
 use self::discovery::Discovery;
-use self::reply::{ApiError, Outcome, Reply, ENDPOINT_NOT_FOUND};
+use self::reply::{ApiError, Outcome, Reply, ENDPOINT_NOT_FOUND, TENANT_NOT_FOUND};
 use self::store::{Persister, Store};
 use crate::exchange::ConnInfo;
 use crate::rules::{Action, RequestView, RuleSet, RulesError, AWS_GENERIC_DETAIL};
@@ -95,6 +96,14 @@ pub enum EmulatorError {
     },
     #[error("the emulator state file {} is damaged or not a scimguard state file: {problem}. Fix: restore it from a backup, or move it away to start with an empty store", path.display())]
     StateCorrupt { path: PathBuf, problem: String },
+    #[error("the emulator state file {} cannot be used: {place}: {problem}. Fix: {fix}", path.display())]
+    StateInvalid {
+        path: PathBuf,
+        /// Where in the file: `users[3] (id "…")`, `groups[1] (id "…") members[4]`.
+        place: String,
+        problem: String,
+        fix: String,
+    },
     #[error("the directory of the emulator state file {} does not exist. Fix: create it, or pass --state a file in an existing directory", path.display())]
     StateDirectory { path: PathBuf },
     #[error(
@@ -284,8 +293,9 @@ impl Emulator {
             .await
     }
 
-    /// The tenant in the path, then the bearer token: both 401 when wrong. A path that
-    /// is not `/{tenant}/scim/v2/…` at all is 404.
+    /// The tenant in the path, then the bearer token. Another tenant is 404 "TENANT does
+    /// not exist." (observed from AWS, 2022), a wrong token on this tenant 401; a path
+    /// that is not `/{tenant}/scim/v2/…` at all is 404.
     fn authorize(&self, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
         let rest = path.strip_prefix('/').unwrap_or(path);
         let (tenant, after) = rest.split_once('/').unwrap_or((rest, ""));
@@ -297,13 +307,13 @@ impl Emulator {
         if !is_scim_v2(after) {
             // `/scim/v2/Users`: a SCIM path with no tenant, i.e. a wrong one.
             return Err(if is_scim_v2(rest) {
-                ApiError::unauthorized()
+                ApiError::not_found(TENANT_NOT_FOUND)
             } else {
                 ApiError::not_found(ENDPOINT_NOT_FOUND)
             });
         }
         if tenant != self.tenant {
-            return Err(ApiError::unauthorized());
+            return Err(ApiError::not_found(TENANT_NOT_FOUND));
         }
         let token = headers
             .get(AUTHORIZATION)

@@ -55,6 +55,8 @@ pub(crate) const USER_NOT_FOUND: &str = "User not found.";
 pub(crate) const GROUP_NOT_FOUND: &str = "Group not found.";
 /// `detail` of a 404 for a schema URN that is not one of the three.
 pub(crate) const SCHEMA_NOT_FOUND: &str = "Schema not found.";
+/// `detail` of a 404 for a tenant path that names no tenant (observed from AWS, 2022).
+pub(crate) const TENANT_NOT_FOUND: &str = "TENANT does not exist.";
 /// `detail` of a 404 for a path under the tenant that is no SCIM endpoint.
 pub(crate) const ENDPOINT_NOT_FOUND: &str = "Specified endpoint does not exist.";
 
@@ -84,7 +86,7 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, detail)
     }
 
-    /// UnauthorizedException: missing or wrong token, or wrong tenant.
+    /// UnauthorizedException: a missing or wrong token on a known tenant.
     pub fn unauthorized() -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -152,43 +154,13 @@ impl Meta {
 /// `urn:ietf:params:scim:api:messages:2.0:ListResponse`.
 pub(crate) const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
-/// The ListResponse envelope in the key order of the guide's ListUsers and ListGroups.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ListResponse<T> {
-    pub total_results: usize,
-    pub items_per_page: usize,
-    pub start_index: usize,
-    pub schemas: [&'static str; 1],
-    #[serde(rename = "Resources")]
-    pub resources: Vec<T>,
-}
-
-/// ListUsers and ListGroups return at most 50 resources (their Constraints).
-pub(crate) const MAX_RESULTS: usize = 50;
-
-impl<T> ListResponse<T> {
-    /// The first `count` of `matches` (at most 50); `totalResults` counts every match.
-    /// `startIndex` is always 1: AWS ignores the parameter.
-    pub fn page(matches: Vec<T>, count: usize) -> ListResponse<T> {
-        let total = matches.len();
-        let resources: Vec<T> = matches.into_iter().take(count.min(MAX_RESULTS)).collect();
-        ListResponse {
-            total_results: total,
-            items_per_page: resources.len(),
-            start_index: 1,
-            schemas: [LIST_RESPONSE_SCHEMA],
-            resources,
-        }
-    }
-}
-
-/// `count` as AWS applies it: a number between 0 and 50, else 50.
-pub(crate) fn count(query: &Query) -> usize {
-    match query.count_number() {
-        Some(Ok(n)) => usize::try_from(n.clamp(0, MAX_RESULTS as i64)).unwrap_or(MAX_RESULTS),
-        _ => MAX_RESULTS,
-    }
+/// A list request's filter, parsed; `None` without one. A filter that does not parse
+/// is a ValidationException (the rules refuse it first).
+pub(crate) fn list_filter(query: &Query) -> Result<Option<Filter>, ApiError> {
+    query
+        .parsed_filter()
+        .transpose()
+        .map_err(|_| ApiError::invalid())
 }
 
 /// One `attribute eq "value"` of a list filter. `key` is the attribute in lower case,
@@ -294,20 +266,5 @@ mod tests {
         assert!(eq_ignore_case("BJensen", "bjensen"));
         assert!(eq_ignore_case("ÉLODIE", "élodie"));
         assert!(!eq_ignore_case("bjensen", "bjensen2"));
-    }
-
-    #[test]
-    fn lists_cap_at_50_and_honour_count() {
-        let page = ListResponse::page((0..70).collect::<Vec<_>>(), MAX_RESULTS);
-        assert_eq!(
-            (page.total_results, page.items_per_page, page.start_index),
-            (70, 50, 1)
-        );
-        let q = Query::parse("count=3").unwrap();
-        assert_eq!(count(&q), 3);
-        for raw in ["count=500", "count=x", ""] {
-            assert_eq!(count(&Query::parse(raw).unwrap()), 50, "{raw}");
-        }
-        assert_eq!(count(&Query::parse("count=-1").unwrap()), 0);
     }
 }

@@ -4,10 +4,11 @@
 //! a linear scan over the few thousand resources an emulator holds costs microseconds.
 //!
 //! The state file (`--state FILE`) is written after every successful change, atomically:
-//! the JSON goes to `FILE.tmp` in the same directory, which is fsynced and renamed over
-//! `FILE`, then the directory is fsynced. A crash at any point leaves either the old or
+//! the JSON goes to `FILE.tmp` in the same directory (mode 0600), which is fsynced and
+//! renamed over `FILE`, then the directory is fsynced. A crash at any point leaves either the old or
 //! the new file whole; a stray `FILE.tmp` is never read.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -45,11 +46,9 @@ pub(crate) struct GroupRecord {
 }
 
 /// Every user and group of the tenant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct Store {
-    #[serde(default)]
     pub users: Vec<UserRecord>,
-    #[serde(default)]
     pub groups: Vec<GroupRecord>,
 }
 
@@ -58,12 +57,14 @@ const FORMAT: &str = "scimguard-emulator-state";
 /// The file layout's version; a newer one is refused rather than misread.
 const VERSION: u32 = 1;
 
+/// The file as read: `users` and `groups` are required, so a file that lost one (a
+/// hand edit, a cut copy) is refused rather than loaded as empty and then overwritten.
 #[derive(Deserialize)]
 struct StateFile {
     format: String,
     version: u32,
-    #[serde(flatten)]
-    store: Store,
+    users: Option<Vec<UserRecord>>,
+    groups: Option<Vec<GroupRecord>>,
 }
 
 /// What is written: [`StateFile`] borrowing the store instead of copying it.
@@ -132,18 +133,110 @@ impl Store {
                 file.version
             )));
         }
-        let store = file.store;
-        let mut ids: Vec<&str> = store
-            .users
-            .iter()
-            .map(|u| u.id.as_str())
-            .chain(store.groups.iter().map(|g| g.id.as_str()))
-            .collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(corrupt(format!("the id {} is used twice", w[0])));
-        }
+        let invalid = |place: String, problem: String, fix: &str| EmulatorError::StateInvalid {
+            path: path.to_owned(),
+            place,
+            problem,
+            fix: fix.to_owned(),
+        };
+        let missing = |key: &str| {
+            invalid(
+                "the top-level object".to_owned(),
+                format!("the `{key}` key is missing"),
+                &format!("add \"{key}\": [] if the store should have none, or restore the file from a backup"),
+            )
+        };
+        let store = Store {
+            users: file.users.ok_or_else(|| missing("users"))?,
+            groups: file.groups.ok_or_else(|| missing("groups"))?,
+        };
+        store
+            .check()
+            .map_err(|(place, problem, fix)| invalid(place, problem, fix))?;
         Ok(store)
+    }
+
+    /// What a store must hold to be served as AWS would: unique ids, userNames and
+    /// group displayNames (both unique ignoring case, as AWS's 409 treats them), and
+    /// members that name users. On the first problem: where, what, and the fix.
+    fn check(&self) -> Result<(), (String, String, &'static str)> {
+        let user_at = |i: usize| format!("users[{i}] (id \"{}\")", self.users[i].id);
+        let group_at = |i: usize| format!("groups[{i}] (id \"{}\")", self.groups[i].id);
+        let mut ids: HashMap<&str, String> = HashMap::new();
+        let places = (0..self.users.len())
+            .map(|i| (self.users[i].id.as_str(), format!("users[{i}]")))
+            .chain(
+                (0..self.groups.len())
+                    .map(|i| (self.groups[i].id.as_str(), format!("groups[{i}]"))),
+            );
+        for (id, place) in places {
+            if let Some(first) = ids.insert(id, place.clone()) {
+                return Err((
+                    format!("{first} and {place}"),
+                    format!("both have the id \"{id}\""),
+                    "give one of them another id, or remove one",
+                ));
+            }
+        }
+        let mut user_names: HashMap<String, usize> = HashMap::new();
+        for (i, user) in self.users.iter().enumerate() {
+            let name = &user.data.user_name;
+            if name.trim().is_empty() {
+                return Err((
+                    user_at(i),
+                    "its userName is empty".to_owned(),
+                    "give the user a userName",
+                ));
+            }
+            if let Some(first) = user_names.insert(name.to_lowercase(), i) {
+                return Err((
+                    format!("{} and {}", user_at(first), user_at(i)),
+                    format!(
+                        "both have the userName \"{name}\" (userNames are unique, ignoring case)"
+                    ),
+                    "rename or remove one of the two users",
+                ));
+            }
+        }
+        let mut display_names: HashMap<String, usize> = HashMap::new();
+        for (i, group) in self.groups.iter().enumerate() {
+            let name = &group.display_name;
+            if name.trim().is_empty() {
+                return Err((
+                    group_at(i),
+                    "its displayName is empty".to_owned(),
+                    "give the group a displayName",
+                ));
+            }
+            if let Some(first) = display_names.insert(name.to_lowercase(), i) {
+                return Err((
+                    format!("{} and {}", group_at(first), group_at(i)),
+                    format!("both have the displayName \"{name}\" (group displayNames are unique, ignoring case)"),
+                    "rename or remove one of the two groups",
+                ));
+            }
+            let mut members: HashSet<&str> = HashSet::new();
+            for (m, member) in group.members.iter().enumerate() {
+                if !ids
+                    .get(member.as_str())
+                    .is_some_and(|p| p.starts_with("users["))
+                {
+                    return Err((
+                        format!("{} members[{m}]", group_at(i)),
+                        format!("\"{member}\" names no user in `users`"),
+                        "remove it from the group's members, or add the user to `users`",
+                    ));
+                }
+                if !members.insert(member) {
+                    return Err((
+                        format!("{} members[{m}]", group_at(i)),
+                        format!("the user \"{member}\" is listed twice"),
+                        "remove the repeated member",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -157,11 +250,15 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new file whole.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temp = temp_path(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // The store holds people's names and addresses: readable by its owner only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temp)?;
+    // A temp file left by an older scimguard may have wider permissions.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

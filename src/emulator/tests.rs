@@ -375,19 +375,23 @@ async fn group_lifecycle_and_memberships() {
     // The form Okta and Entra ID send is refused as AWS refuses it.
     let filtered = patch(json!([{"op": "remove", "path": format!("members[value eq \"{u2}\"]")}]));
     assert_eq!(call(&e, "PATCH", &path, filtered).await.status, 400);
+    // Remove-all, however spelled, is refused (live guide, PatchGroup) and changes nothing.
     for empty in [
         json!({"op": "remove", "path": "members"}),
+        json!({"op": "remove", "path": "members", "value": null}),
         json!({"op": "remove", "path": "members", "value": []}),
+        json!({"op": "Remove", "path": "MEMBERS"}),
     ] {
-        let add = patch(json!([{"op": "add", "path": "members", "value": [{"value": u1}]}]));
-        assert_eq!(call(&e, "PATCH", &path, add).await.status, 204);
-        assert_eq!(
-            call(&e, "PATCH", &path, patch(json!([empty]))).await.status,
-            204
-        );
-        for u in [&u1, &u2, &u3] {
-            assert_eq!(list(&e, "Groups", &member_of(u, &g)).await.total(), 0);
-        }
+        let a = call(&e, "PATCH", &path, patch(json!([empty.clone()]))).await;
+        assert_eq!((a.status, a.error()), (400, AWS_GENERIC_DETAIL), "{empty}");
+        assert_eq!(list(&e, "Groups", &member_of(&u2, &g)).await.total(), 1);
+    }
+    let remove = patch(
+        json!([{"op": "remove", "path": "members", "value": [{"value": u2}, {"value": u3}]}]),
+    );
+    assert_eq!(call(&e, "PATCH", &path, remove).await.status, 204);
+    for u in [&u1, &u2, &u3] {
+        assert_eq!(list(&e, "Groups", &member_of(u, &g)).await.total(), 0);
     }
     // Adding a user that does not exist: 404, and nothing of the request applies.
     let add = patch(json!([
@@ -397,13 +401,20 @@ async fn group_lifecycle_and_memberships() {
     assert_eq!(call(&e, "PATCH", &path, add).await.status, 404);
     assert_eq!(list(&e, "Groups", &member_of(&u1, &g)).await.total(), 0);
 
-    // Replacing members: AWS's observed refusal.
-    let replace = patch(json!([{"op": "replace", "path": "members", "value": [{"value": u1}]}]));
-    let a = call(&e, "PATCH", &path, replace).await;
-    assert_eq!(
-        (a.status, a.error()),
-        (400, "Replacing group memberships is not supported.")
-    );
+    // Replacing members, with a path or inside a path-less value: AWS's observed refusal.
+    for replace in [
+        json!({"op": "replace", "path": "members", "value": [{"value": u1}]}),
+        json!({"op": "Replace", "path": "members", "value": [{"value": u1}]}),
+        json!({"op": "replace", "value": {"members": [{"value": u1}]}}),
+    ] {
+        let a = call(&e, "PATCH", &path, patch(json!([replace.clone()]))).await;
+        assert_eq!(
+            (a.status, a.error()),
+            (400, "Replacing group memberships is not supported."),
+            "{replace}"
+        );
+    }
+    assert_eq!(list(&e, "Groups", &member_of(&u1, &g)).await.total(), 0);
 
     // displayName and externalId, with a path and without (the guide's example sends a
     // foreign id there, which AWS ignores).
@@ -468,12 +479,24 @@ async fn authorization_and_tenant() {
         (users.as_str(), None),
         (users.as_str(), Some("wrong")),
         (users.as_str(), Some("s3cr3t-t0ke")),
-        ("/d-0000000000/scim/v2/Users", Some(TOKEN)),
-        ("/scim/v2/Users", Some(TOKEN)),
     ] {
         let a = send(&e, request("GET", path, token, None)).await;
         assert_eq!(a.status, 401, "{path} {token:?}");
         assert_eq!(a.error(), "Authorization header is invalid or missing.");
+    }
+    // Another tenant (with the right token or not), or none: 404, as AWS answered.
+    for (path, token) in [
+        ("/d-0000000000/scim/v2/Users", Some(TOKEN)),
+        ("/d-0000000000/scim/v2/Users", Some("wrong")),
+        ("/D-9067A1B2C3/scim/v2/Groups", None),
+        ("/scim/v2/Users", Some(TOKEN)),
+    ] {
+        let a = send(&e, request("GET", path, token, None)).await;
+        assert_eq!(
+            (a.status, a.error()),
+            (404, "TENANT does not exist."),
+            "{path} {token:?}"
+        );
     }
     // Another scheme, or the token in any case but its own.
     for header in ["Basic czNjcjN0LXQwa2Vu", "Bearer S3CR3T-T0KEN", TOKEN] {
@@ -570,7 +593,6 @@ async fn requests_aws_refuses_get_its_400() {
         ("PATCH", user.clone(), patch(json!([{"op": "replace", "value": {"title": "a", "nickName": "b"}}])),
             "Current PATCH support allows omitting \"path\" attribute only for Add and Replace operations modifying a single attribute."),
         ("PATCH", user.clone(), patch(json!([{"op": "remove", "path": "userName"}])), generic),
-        ("PATCH", user.clone(), patch(json!([{"op": "Replace", "path": "title", "value": "x"}])), generic),
         ("PATCH", user.clone(), patch(json!([{"op": "add", "path": "groups", "value": []}])), generic),
         ("PATCH", user.clone(), Some(json!({"Operations": [{"op": "add", "path": "title", "value": "x"}]})), generic),
         // Filters: eq and and only, on the allowed attributes.
@@ -597,17 +619,292 @@ async fn requests_aws_refuses_get_its_400() {
 }
 
 #[tokio::test]
-async fn lists_return_at_most_50() {
+async fn capitalised_ops_work_as_entra_sends_them() {
     let e = emulator();
-    for i in 0..55 {
-        create_user(&e, &format!("user{i:02}")).await;
+    let u = create_user(&e, "bjensen").await;
+    let v = create_user(&e, "other").await;
+    let ops = patch(json!([
+        {"op": "Replace", "path": "title", "value": "Tour Guide"},
+        {"op": "Add", "path": "nickName", "value": "Babs"},
+        {"op": "REMOVE", "path": "displayName"},
+    ]));
+    let a = call(&e, "PATCH", &format!("/Users/{u}"), ops).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(
+        (&a.json["title"], &a.json["nickName"]),
+        (&json!("Tour Guide"), &json!("Babs"))
+    );
+    assert!(a.json.get("displayName").is_none());
+    let g = create_group(&e, "Group Bar", &[]).await;
+    let ops = patch(json!([
+        {"op": "Add", "path": "members", "value": [{"value": u}, {"value": v}]},
+        {"op": "Replace", "path": "displayName", "value": "Group Baz"},
+        {"op": "Remove", "path": "members", "value": [{"value": v}]},
+    ]));
+    assert_eq!(
+        call(&e, "PATCH", &format!("/Groups/{g}"), ops).await.status,
+        204
+    );
+    let a = list(&e, "Users", &format!(r#"groups.value eq "{g}""#)).await;
+    assert_eq!(ids_of(&a), [u.as_str()]);
+    let a = call(&e, "GET", &format!("/Groups/{g}"), None).await;
+    assert_eq!(a.json["displayName"], "Group Baz");
+}
+
+#[tokio::test]
+async fn lists_return_at_most_100() {
+    let e = emulator();
+    for i in 0..105 {
+        create_user(&e, &format!("user{i:03}")).await;
     }
     let a = call(&e, "GET", "/Users", None).await;
-    assert_eq!((a.total(), &a.json["itemsPerPage"]), (55, &json!(50)));
-    assert_eq!(ids_of(&a).len(), 50);
+    assert_eq!((a.total(), &a.json["itemsPerPage"]), (105, &json!(100)));
+    assert_eq!(ids_of(&a).len(), 100);
+    assert!(a.json.get("nextCursor").is_none());
     let a = call(&e, "GET", "/Users?count=5&startIndex=20", None).await;
-    assert_eq!((a.total(), ids_of(&a).len()), (55, 5));
+    assert_eq!((a.total(), ids_of(&a).len()), (105, 5));
     assert_eq!(a.json["startIndex"], 1);
+    let a = call(&e, "GET", "/Users?count=500", None).await;
+    assert_eq!(ids_of(&a).len(), 100);
+}
+
+/// Walks a list with `cursor` pages, checking each page's shape; returns each page's
+/// ids.
+async fn walk(e: &Emulator, resource: &str, f: Option<&str>, count: usize) -> Vec<Vec<String>> {
+    let filter = f
+        .map(|f| format!("&filter={}", filter(f)))
+        .unwrap_or_default();
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let rest = format!("/{resource}?cursor={cursor}&count={count}{filter}");
+        let a = call(e, "GET", &rest, None).await;
+        assert_eq!(a.status, 200, "{rest}: {}", a.json);
+        assert!(a.json.get("totalResults").is_none() && a.json.get("startIndex").is_none());
+        let ids = ids_of(&a);
+        assert_eq!(a.json["itemsPerPage"], ids.len(), "{}", a.json);
+        pages.push(ids);
+        match a.json.get("nextCursor").and_then(Value::as_str) {
+            Some(next) => {
+                assert!(
+                    next.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-+=/:_".contains(&b)),
+                    "{next}"
+                );
+                cursor = next.to_owned();
+            }
+            None => return pages,
+        }
+        assert!(pages.len() < 1_000, "the walk does not end");
+    }
+}
+
+#[tokio::test]
+async fn cursor_pages_walk_every_user_once() {
+    let e = emulator();
+    let mut all = Vec::new();
+    for i in 0..250 {
+        all.push(create_user(&e, &format!("user{i:03}")).await);
+    }
+    // `?cursor` with no value starts; 100 a page by default; the last has no nextCursor.
+    let a = call(&e, "GET", "/Users?cursor", None).await;
+    assert_eq!((a.status, &a.json["itemsPerPage"]), (200, &json!(100)));
+    assert_eq!(
+        a.json.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["Resources", "itemsPerPage", "nextCursor", "schemas"]
+    );
+    let pages = walk(&e, "Users", None, 100).await;
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    let mut seen: Vec<String> = pages.concat();
+    seen.sort();
+    all.sort();
+    assert_eq!(seen, all);
+
+    // Users created and deleted between pages: every user that lives through the walk
+    // is returned exactly once, a deleted one at most once.
+    let first = call(&e, "GET", "/Users?cursor=&count=100", None).await;
+    let mut seen: Vec<String> = ids_of(&first);
+    let deleted_seen = seen[10].clone();
+    let page_one: std::collections::HashSet<String> = seen.iter().cloned().collect();
+    let deleted_ahead = all
+        .iter()
+        .find(|id| !page_one.contains(*id))
+        .unwrap()
+        .clone();
+    for id in [&deleted_seen, &deleted_ahead] {
+        assert_eq!(
+            call(&e, "DELETE", &format!("/Users/{id}"), None)
+                .await
+                .status,
+            204
+        );
+    }
+    for i in 0..20 {
+        create_user(&e, &format!("late{i:02}")).await;
+    }
+    let mut cursor = first.json["nextCursor"].as_str().unwrap().to_owned();
+    loop {
+        let a = call(
+            &e,
+            "GET",
+            &format!("/Users?cursor={cursor}&count=100"),
+            None,
+        )
+        .await;
+        seen.extend(ids_of(&a));
+        match a.json.get("nextCursor").and_then(Value::as_str) {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "a user came twice");
+    for id in &all {
+        if *id != deleted_ahead && *id != deleted_seen {
+            assert!(seen.contains(id), "{id} was skipped");
+        }
+    }
+    assert!(!seen.contains(&deleted_ahead));
+}
+
+#[tokio::test]
+async fn member_filters_with_and_without_cursor() {
+    let e = emulator();
+    let mut members = Vec::new();
+    for i in 0..130 {
+        members.push(create_user(&e, &format!("member{i:03}")).await);
+    }
+    let outsider = create_user(&e, "outsider").await;
+    let g = create_group(&e, "Finance", &[]).await;
+    for chunk in members.chunks(100) {
+        let value: Vec<Value> = chunk.iter().map(|m| json!({"value": m})).collect();
+        let add = patch(json!([{"op": "add", "path": "members", "value": value}]));
+        assert_eq!(
+            call(&e, "PATCH", &format!("/Groups/{g}"), add).await.status,
+            204
+        );
+    }
+    let by_group = format!(r#"groups.value eq "{g}""#);
+    // Without cursor: the old format, at most 100, totalResults counting all.
+    let a = list(&e, "Users", &by_group).await;
+    assert_eq!((a.status, a.total(), ids_of(&a).len()), (200, 130, 100));
+    // With cursor: every member once, nobody else.
+    let pages = walk(&e, "Users", Some(&by_group), 100).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [100, 30]);
+    let mut seen = pages.concat();
+    seen.sort();
+    members.sort();
+    assert_eq!(seen, members);
+    assert!(!seen.contains(&outsider));
+    // A group that does not exist has no members.
+    let a = list(&e, "Users", r#"groups.value eq "no-such-group""#).await;
+    assert_eq!((a.status, a.total()), (200, 0));
+    // ListGroups by member, with cursor.
+    let other = create_group(&e, "Other", &[&members[0]]).await;
+    let by_member = format!(r#"members.value eq "{}""#, members[0]);
+    let pages = walk(&e, "Groups", Some(&by_member), 1).await;
+    let mut groups = pages.concat();
+    groups.sort();
+    let mut want = vec![g.clone(), other];
+    want.sort();
+    assert_eq!(groups, want);
+    assert_eq!(pages.len(), 2);
+    assert_eq!(
+        walk(
+            &e,
+            "Groups",
+            Some(&format!(r#"members.value eq "{outsider}""#)),
+            100
+        )
+        .await,
+        [Vec::<String>::new()]
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_is_tied_to_its_filter_and_list() {
+    let e = emulator();
+    let g = create_group(&e, "Finance", &[]).await;
+    for i in 0..3 {
+        let u = create_user(&e, &format!("user{i}")).await;
+        let add = patch(json!([{"op": "add", "path": "members", "value": [{"value": u}]}]));
+        assert_eq!(
+            call(&e, "PATCH", &format!("/Groups/{g}"), add).await.status,
+            204
+        );
+    }
+    let by_group = filter(&format!(r#"groups.value eq "{g}""#));
+    let a = call(
+        &e,
+        "GET",
+        &format!("/Users?cursor&count=1&filter={by_group}"),
+        None,
+    )
+    .await;
+    let next = a.json["nextCursor"].as_str().unwrap().to_owned();
+    // The same filter, however encoded: the next page.
+    let same = format!("groups.value+eq+%22{g}%22");
+    let a = call(
+        &e,
+        "GET",
+        &format!("/Users?cursor={next}&count=1&filter={same}"),
+        None,
+    )
+    .await;
+    assert_eq!((a.status, ids_of(&a).len()), (200, 1), "{}", a.json);
+    // Another filter, no filter, another list, a forged cursor: 400 in AWS's shape.
+    for rest in [
+        format!(
+            "/Users?cursor={next}&count=1&filter={}",
+            filter(r#"userName eq "user1""#)
+        ),
+        format!("/Users?cursor={next}&count=1"),
+        format!("/Groups?cursor={next}&count=1&filter={by_group}"),
+        "/Users?cursor=bm90LWEtY3Vyc29y".to_owned(),
+        "/Users?cursor=%24%24%24".to_owned(),
+    ] {
+        let a = call(&e, "GET", &rest, None).await;
+        assert_eq!((a.status, a.error()), (400, AWS_GENERIC_DETAIL), "{rest}");
+    }
+}
+
+#[tokio::test]
+async fn ids_of_any_shape_page_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let user = |id: &str, name: &str| json!({"id": id, "created": 0, "lastModified": 0, "data": {"userName": name}});
+    let state = json!({
+        "format": "scimguard-emulator-state", "version": 1,
+        "users": [
+            user("9067729b3d-94f1e0b3-c394-48d5-8ab1-2c122a167074", "old-shape"),
+            user("5418a458-c0a1-7066-bdd4-9ea543c0cf6d", "uuid-shape"),
+            user("x", "short"),
+        ],
+        "groups": [{"id": "0458a488-2081-70c8-4b0b-3e4b2b10ddb5", "created": 0, "lastModified": 0,
+                    "displayName": "G", "members": ["x", "5418a458-c0a1-7066-bdd4-9ea543c0cf6d"]}],
+    });
+    std::fs::write(&file, state.to_string()).unwrap();
+    let e = Emulator::new(config(0, Some(file))).unwrap();
+    let pages = walk(&e, "Users", None, 1).await;
+    assert_eq!(pages.concat().len(), 3);
+    let pages = walk(
+        &e,
+        "Users",
+        Some(r#"groups.value eq "0458a488-2081-70c8-4b0b-3e4b2b10ddb5""#),
+        1,
+    )
+    .await;
+    assert_eq!(
+        pages.concat(),
+        ["5418a458-c0a1-7066-bdd4-9ea543c0cf6d", "x"]
+    );
+    let a = call(&e, "GET", "/Users/x", None).await;
+    assert_eq!((a.status, &a.json["userName"]), (200, &json!("short")));
 }
 
 #[tokio::test]
@@ -757,7 +1054,6 @@ fn a_corrupt_state_file_is_an_error_naming_it() {
         "{not json",
         r#"{"format":"something-else","version":1}"#,
         r#"{"format":"scimguard-emulator-state","version":99}"#,
-        r#"{"format":"scimguard-emulator-state","version":1,"users":[{"id":"a","created":0,"lastModified":0,"data":{"userName":"x"}}],"groups":[{"id":"a","created":0,"lastModified":0,"displayName":"g"}]}"#,
     ] {
         std::fs::write(&file, text).unwrap();
         let err = Emulator::new(config(0, Some(file.clone()))).unwrap_err();
@@ -771,6 +1067,120 @@ fn a_corrupt_state_file_is_an_error_naming_it() {
             "{message}"
         );
     }
+}
+
+#[test]
+fn an_inconsistent_state_file_names_the_place_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let user = |id: &str, name: &str| json!({"id": id, "created": 0, "lastModified": 0, "data": {"userName": name}});
+    let group = |id: &str, name: &str, members: &[&str]| json!({"id": id, "created": 0, "lastModified": 0, "displayName": name, "members": members});
+    let state = |users: Value, groups: Option<Value>| {
+        let mut v = json!({"format": "scimguard-emulator-state", "version": 1, "users": users});
+        if let Some(groups) = groups {
+            v["groups"] = groups;
+        }
+        v
+    };
+    let cases = [
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "groups": []}),
+            "the top-level object: the `users` key is missing",
+            "add \"users\": []",
+        ),
+        (
+            state(json!([]), None),
+            "the `groups` key is missing",
+            "add \"groups\": []",
+        ),
+        (
+            state(
+                json!([user("u1", "a"), user("u2", "B"), user("u3", "b")]),
+                Some(json!([])),
+            ),
+            r#"users[1] (id "u2") and users[2] (id "u3"): both have the userName "b""#,
+            "rename or remove one",
+        ),
+        (
+            state(json!([user("u1", " ")]), Some(json!([]))),
+            r#"users[0] (id "u1"): its userName is empty"#,
+            "give the user a userName",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([
+                    group("g1", "Finance", &[]),
+                    group("g2", "FINANCE", &[])
+                ])),
+            ),
+            r#"groups[0] (id "g1") and groups[1] (id "g2"): both have the displayName "FINANCE""#,
+            "rename or remove one",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([group("g1", "Finance", &["u1", "u9"])])),
+            ),
+            r#"groups[0] (id "g1") members[1]: "u9" names no user in `users`"#,
+            "remove it from the group's members",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([group("g1", "Finance", &["g1"])])),
+            ),
+            r#"members[0]: "g1" names no user"#,
+            "remove it from the group's members, or add the user",
+        ),
+        (
+            state(
+                json!([user("u1", "a")]),
+                Some(json!([group("g1", "Finance", &["u1", "u1"])])),
+            ),
+            r#"members[1]: the user "u1" is listed twice"#,
+            "remove the repeated member",
+        ),
+        (
+            state(json!([user("a", "x")]), Some(json!([group("a", "g", &[])]))),
+            r#"users[0] and groups[0]: both have the id "a""#,
+            "give one of them another id",
+        ),
+    ];
+    for (text, problem, fix) in cases {
+        std::fs::write(&file, text.to_string()).unwrap();
+        let err = Emulator::new(config(0, Some(file.clone()))).unwrap_err();
+        assert!(
+            matches!(err, EmulatorError::StateInvalid { .. }),
+            "{text}: {err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&file.display().to_string()), "{message}");
+        assert!(message.contains(problem), "{message}\nwants: {problem}");
+        assert!(
+            message.contains(&format!("Fix: {fix}")),
+            "{message}\nwants: {fix}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_state_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    // A stray temp file with wide permissions from an earlier run.
+    std::fs::write(store::temp_path(&file), b"{").unwrap();
+    std::fs::set_permissions(
+        store::temp_path(&file),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let e = Emulator::new(config(0, Some(file.clone()))).unwrap();
+    create_user(&e, "bjensen").await;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
 #[tokio::test]

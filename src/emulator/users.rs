@@ -6,12 +6,15 @@
 //! then checks every value's type. A PATCH edits the canonical JSON and goes through the
 //! same typed check, so a patched user is as valid as a created one.
 
+use std::collections::HashSet;
+
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::pages::{self, Listing};
 use super::reply::{
-    count, eq_ignore_case, eq_terms, ApiError, ListResponse, Meta, Outcome, Reply, USER_NOT_FOUND,
+    eq_ignore_case, eq_terms, list_filter, ApiError, Meta, Outcome, Reply, USER_NOT_FOUND,
 };
 use super::store::{Store, UserRecord};
 use super::Ctx;
@@ -456,34 +459,57 @@ pub(crate) fn get(store: &Store, id: &str) -> Result<Reply, ApiError> {
     Ok(Reply::ok(&resource(user)))
 }
 
-/// ListUsers: filters on userName (any case), externalId, or id and manager.
+/// ListUsers: filters on userName (any case), externalId, id and manager, and
+/// `groups.value` (a group's members: ListUsers › Constraints, live guide); pages
+/// without or with `cursor` ([`pages`](super::pages)).
 pub(crate) fn list(store: &Store, query: &Query) -> Result<Reply, ApiError> {
-    let filter = match query.parsed_filter() {
-        None => None,
-        Some(Ok(f)) => Some(f),
-        Some(Err(_)) => return Err(ApiError::invalid()),
-    };
+    let filter = list_filter(query)?;
     let terms = match &filter {
         Some(f) => eq_terms(f)?,
         None => Vec::new(),
     };
+    // A group that does not exist has no members: an empty list, not a 404. AWS's answer
+    // is not documented; an empty page keeps a reader going, and the group's own
+    // operations still answer 404.
+    let mut groups_of = Vec::new();
+    for term in &terms {
+        if matches!(term.key.as_str(), "groups" | "groups.value") {
+            let members: HashSet<&str> = store
+                .group(term.value)
+                .map(|g| g.members.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            groups_of.push(members);
+        }
+    }
     let mut matches = Vec::new();
     for user in &store.users {
         let mut hit = true;
+        let mut group_terms = groups_of.iter();
         for term in &terms {
             hit &= match term.key.as_str() {
                 "username" => eq_ignore_case(&user.data.user_name, term.value),
                 "externalid" => user.data.external_id.as_deref() == Some(term.value),
                 "id" => user.id == term.value,
                 "manager" | "manager.value" => user.data.manager() == Some(term.value),
+                "groups" | "groups.value" => group_terms
+                    .next()
+                    .is_some_and(|members| members.contains(user.id.as_str())),
                 _ => return Err(ApiError::invalid()),
             };
         }
         if hit {
-            matches.push(resource(user));
+            matches.push(user);
         }
     }
-    Ok(Reply::ok(&ListResponse::page(matches, count(query))))
+    let canonical = filter.as_ref().map(ToString::to_string).unwrap_or_default();
+    pages::answer(
+        query,
+        Listing::Users,
+        &canonical,
+        matches,
+        |u: &UserRecord| u.id.as_str(),
+        resource,
+    )
 }
 
 /// PutUser: replaces every attribute; 200 with the user.

@@ -4,10 +4,9 @@
 
 use serde::Deserialize;
 
+use super::checks::{list, patch, user};
 use super::context::{Reporter, RequestView, State};
-use super::lookup::{Object, Prepared, Slots};
-use super::tree::Node;
-use super::{group, list, patch, user, Action, Rule};
+use super::{group, Action, Rule};
 
 /// A check kind with its parameters (`kind = "…"` in the rules file).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -257,13 +256,13 @@ pub(crate) fn run_check(
         Check::SingleValue { attributes } => user::single_value(r, attributes, state),
         Check::PrimaryEmail => user::primary_email(r, state),
         Check::KnownSchemas { allowed } => user::known_schemas(r, allowed, state),
-        Check::EmptyString => user::empty_string(r, request, state),
+        Check::EmptyString => user::empty_string(r, state),
         Check::ManagerObject => user::manager_object(r, state),
         Check::RefusedCharacters {
             attributes,
             except,
             characters,
-        } => user::refused_characters(r, request, attributes, except, characters, state),
+        } => user::refused_characters(r, attributes, except, characters, state),
         Check::MembersLimit { max } => group::members_limit(r, *max, state),
         Check::MemberEntries => group::member_entries(r, request, state),
         Check::PatchOpSupported => patch::op_supported(r, state),
@@ -292,93 +291,5 @@ pub(crate) fn run_check(
             max_count,
         } => list::ignored_parameters(r, parameters, *max_count, request, state),
         Check::QueryParses => list::query_parses(r, request, state),
-    }
-}
-
-/// Whether a body check surely finds nothing in a body that no fix has changed, shown on
-/// the body's borrowed tree (`None`: a blank body). Each kind's answer sits beside its
-/// check and follows it exactly or errs towards `false`, which only means "run the
-/// check": a clean body then costs a tree instead of a `serde_json::Value` and the
-/// checks' walks (figures at [`super::RuleSet::evaluate`]). `prepared` holds the
-/// check's attributes, split; `slots` indexes the root's members when it is the body's.
-pub(crate) fn quiet<'n, 'a>(
-    check: &Check,
-    prepared: &Prepared,
-    request: &RequestView<'_>,
-    root: Option<&'n Node<'a>>,
-    slots: Option<Slots<'n, 'a>>,
-) -> bool {
-    if !check.reads_body() {
-        return false;
-    }
-    let wire = request.body;
-    let Some(body) = root.and_then(Node::as_object) else {
-        // No check but json-body reports anything on a blank or non-object body.
-        return !matches!(check, Check::JsonBody) || root.is_none();
-    };
-    let object = Object::new(body, slots);
-    // A fixed-attribute check without its attribute cannot be shown quiet.
-    let fixed = prepared.attributes.first();
-    match check {
-        Check::JsonBody => true,
-        Check::Required { .. } => user::required_quiet(&prepared.attributes, object),
-        Check::DropAttributes { .. } => user::drop_attributes_quiet(&prepared.attributes, object),
-        Check::DropSubAttributes { sub_attributes, .. } => {
-            user::drop_sub_attributes_quiet(&prepared.attributes, sub_attributes, object)
-        }
-        Check::SingleValue { .. } => user::single_value_quiet(&prepared.attributes, object),
-        Check::PrimaryEmail => {
-            fixed.is_some_and(|emails| user::primary_email_quiet(emails, object))
-        }
-        Check::KnownSchemas { allowed } => {
-            fixed.is_some_and(|schemas| user::known_schemas_quiet(allowed, schemas, object))
-        }
-        Check::EmptyString => user::empty_string_quiet(wire, body),
-        Check::ManagerObject => {
-            fixed.is_some_and(|manager| user::manager_object_quiet(manager, object))
-        }
-        Check::RefusedCharacters {
-            attributes,
-            characters,
-            ..
-        } => user::refused_characters_quiet(
-            wire,
-            attributes,
-            &prepared.attributes,
-            characters,
-            object,
-        ),
-        Check::MembersLimit { max } => group::members_limit_quiet(*max, body),
-        Check::MemberEntries => group::member_entries_quiet(request.operation, body),
-        Check::PatchOpSupported => patch::op_supported_quiet(body),
-        Check::PatchOpCase => patch::op_case_quiet(body),
-        Check::PatchPathRequired { ops } => patch::path_required_quiet(ops, body),
-        Check::PatchValueRequired { ops } => patch::value_required_quiet(ops, body),
-        Check::PatchPaths { attributes } => patch::paths_quiet(attributes, body),
-        Check::PatchForbiddenOp { op, attributes } => {
-            patch::forbidden_op_quiet(op, attributes, body)
-        }
-        Check::PatchSingleOperation { attributes } => {
-            patch::single_operation_quiet(attributes, body)
-        }
-        Check::PatchFilterOperators { operators } => patch::filter_operators_quiet(operators, body),
-        Check::PatchSplitPathless => patch::split_pathless_quiet(body),
-        Check::PatchBooleanString { attributes } => patch::boolean_string_quiet(attributes, body),
-        Check::PatchValues { checks } => {
-            patch::values_quiet(checks, &prepared.checks, request, body)
-        }
-        Check::PatchGroupPathless { allowed } => group::patch_pathless_quiet(allowed, body),
-        Check::PatchReplaceMembers => group::replace_members_quiet(body),
-        Check::PatchRemoveMemberFilter => group::remove_member_filter_quiet(body),
-        Check::PatchMembersLimit { max } => group::patch_members_limit_quiet(*max, body),
-        // Path and query checks: answered above.
-        Check::UnsupportedOperation
-        | Check::UnknownEndpoint
-        | Check::FilterParses
-        | Check::FilterOperators { .. }
-        | Check::FilterAttributeSets { .. }
-        | Check::FilterEmptyValue
-        | Check::IgnoredParameters { .. }
-        | Check::QueryParses => false,
     }
 }

@@ -72,31 +72,23 @@ pub struct Batch {
     pub member_ids: Vec<String>,
 }
 
-/// The request body, parsed once.
+/// The request body, parsed once per evaluation.
 #[derive(Debug)]
 pub enum Body {
-    /// Not parsed yet: every rule so far was shown quiet on the borrowed tree
-    /// (`tree::Node`). [`State::read_body`] parses it before a check reads it.
+    /// No rule of the operation reads the body, so it was not parsed.
     Unread,
+    /// No bytes, or only whitespace.
     Empty,
     Invalid(serde_json::Error),
     Json(Value),
 }
 
 impl Body {
-    fn parse(bytes: &[u8]) -> Self {
+    pub(crate) fn parse(bytes: &[u8]) -> Self {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Body::Empty;
         }
-        // Checking the whole body as UTF-8 once, then parsing it as text, spares
-        // serde_json a UTF-8 check per string: 100 member ids cost 22k instructions
-        // of a 6 KB PatchGroup's 186k that way (callgrind). Invalid UTF-8 is
-        // parsed as bytes, for serde_json's error with its line and column.
-        let parsed = match std::str::from_utf8(bytes) {
-            Ok(text) => serde_json::from_str(text),
-            Err(_) => serde_json::from_slice(bytes),
-        };
-        match parsed {
+        match serde_json::from_slice(bytes) {
             Ok(v) => Body::Json(v),
             Err(e) => Body::Invalid(e),
         }
@@ -107,37 +99,29 @@ impl Body {
 #[derive(Debug)]
 pub struct State {
     pub body: Body,
+    /// A fix has changed the body.
     pub changed: bool,
-    /// Every string of the body came from the received bytes (`RequestView::body`)
-    /// and no fix has changed it since, so a scan of those bytes can prove the absence
-    /// of something without walking the parsed body.
-    pub from_wire: bool,
     pub findings: Vec<Finding>,
     pub batches: Vec<Batch>,
-    /// The query's `filter`, parsed by the first list check that reads it: four list
-    /// rules read it, and parsing it once cuts a filtered ListUsers from 17k to 12k
-    /// instructions (callgrind).
+    /// The query's `filter`, parsed by the first list check that reads it.
     pub filter: OnceCell<Option<Result<Filter, ParseError>>>,
 }
 
 impl State {
-    /// A state with the body parsed.
-    pub fn new(request: &RequestView<'_>) -> Self {
-        let mut state = Self::unread();
-        state.read_body(request);
-        state
-    }
-
-    /// A state whose body is parsed only when a check must read it.
-    pub fn unread() -> Self {
+    /// A state over `body`.
+    pub fn new(body: Body) -> Self {
         State {
-            body: Body::Unread,
+            body,
             changed: false,
-            from_wire: true,
             findings: Vec::new(),
             batches: Vec::new(),
             filter: OnceCell::new(),
         }
+    }
+
+    /// A state with the request's body parsed.
+    pub fn of(request: &RequestView<'_>) -> Self {
+        Self::new(Body::parse(request.body))
     }
 
     /// The query's filter, parsed; `None` without a filter or a query that decoded.
@@ -146,20 +130,7 @@ impl State {
         self.filter.get_or_init(|| query.parsed_filter()).as_ref()
     }
 
-    /// Parses the body, unless that is done.
-    pub fn read_body(&mut self, request: &RequestView<'_>) {
-        if matches!(self.body, Body::Unread) {
-            self.body = Body::parse(request.body);
-        }
-    }
-
-    /// The received body bytes while they still describe the body (see `from_wire`).
-    pub fn wire_body<'a>(&self, request: &RequestView<'a>) -> Option<&'a [u8]> {
-        (self.from_wire && !self.changed).then_some(request.body)
-    }
-
     pub fn finish(self) -> Evaluation {
-        // A fix needs a parsed body, so a changed body was JSON as received too.
         let body_is_json = matches!(self.body, Body::Json(_));
         let rewritten = match (self.changed, self.body) {
             (true, Body::Json(v)) => Some(v),

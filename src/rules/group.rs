@@ -2,13 +2,12 @@
 
 use serde_json::{json, Map, Value};
 
-use super::context::{pointer_token, show, Batch, BatchTarget, Body, Reporter, RequestView, State};
-use super::patch::{
-    and_list, has_path, is_op_on, names, node_has_path, node_op_kind, node_operation_objects,
-    node_operations, op_kind, op_text, operations, operations_mut, remove_operations, OPERATIONS,
+use super::attr::key_in;
+use super::checks::patch::{
+    and_list, has_path, is_op_on, names, op_kind, op_text, operations, operations_mut,
+    remove_operations, OPERATIONS,
 };
-use super::tree::{self, Members, Node};
-use super::user::key_in;
+use super::context::{pointer_token, show, Batch, BatchTarget, Body, Reporter, RequestView, State};
 use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::operation::Operation;
 use crate::scim::patch::{PatchOpKind, PATCH_OP_SCHEMA};
@@ -52,24 +51,6 @@ fn patch_member_list<'v>(
     let value = o.get("value")?.as_object()?;
     let key = key_in(value, "members")?;
     value.get(&key)?.as_array().map(|list| (Some(key), list))
-}
-
-/// Every member list [`patch_member_list`] may return for an operation, whatever its
-/// `op` and `path`: the `value` array, or the `members` of a `value` object.
-fn node_member_lists<'n, 'a>(op: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
-    match op.get("value")? {
-        Node::Array(list) => Some(list),
-        Node::Object(value) => tree::entry(value, "members")?.1.as_array(),
-        _ => None,
-    }
-}
-
-/// [`members_limit`] finds nothing.
-pub(crate) fn members_limit_quiet(max: usize, body: &Members<'_>) -> bool {
-    match tree::entry(body, "members") {
-        Some((_, Node::Array(members))) => members.len() <= max,
-        _ => true,
-    }
 }
 
 pub(crate) fn members_limit(r: &Reporter<'_>, max: usize, state: &mut State) {
@@ -116,30 +97,6 @@ pub(crate) fn members_limit(r: &Reporter<'_>, max: usize, state: &mut State) {
         rest.len()
     );
     r.fixed(state, at, &vars, before, after);
-}
-
-/// [`member_entries`] finds nothing: no member entry in a list it may read has a
-/// `display` or a null `$ref`.
-pub(crate) fn member_entries_quiet(operation: Operation, body: &Members<'_>) -> bool {
-    let clean = |entries: &[Node<'_>]| {
-        entries.iter().filter_map(Node::as_object).all(|entry| {
-            entry.iter().all(|(key, v)| {
-                !(key.eq_ignore_ascii_case("display")
-                    || (key.eq_ignore_ascii_case("$ref") && *v == Node::Null))
-            })
-        })
-    };
-    match operation {
-        Operation::CreateGroup => match tree::entry(body, "members") {
-            Some((_, Node::Array(entries))) => clean(entries),
-            _ => true,
-        },
-        Operation::PatchGroup => node_operations(body)
-            .iter()
-            .filter_map(node_member_lists)
-            .all(clean),
-        _ => true,
-    }
 }
 
 pub(crate) fn member_entries(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
@@ -208,25 +165,6 @@ pub(crate) fn member_entries(r: &Reporter<'_>, request: &RequestView<'_>, state:
             r.report(state, at, &vars);
         }
     }
-}
-
-/// [`patch_pathless`] finds nothing: every key of a path-less value is allowed, and
-/// none is `id`, `schemas` or `meta`.
-pub(crate) fn patch_pathless_quiet(allowed: &[String], body: &Members<'_>) -> bool {
-    node_operation_objects(body).all(|op| {
-        if node_has_path(op) {
-            return true;
-        }
-        let Some(Node::Object(value)) = tree::get(op, "value") else {
-            return true;
-        };
-        value.iter().all(|(key, _)| {
-            !["id", "schemas", "meta"]
-                .iter()
-                .any(|k| key.eq_ignore_ascii_case(k))
-                && allowed.iter().any(|a| a.eq_ignore_ascii_case(key))
-        })
-    })
 }
 
 pub(crate) fn patch_pathless(
@@ -310,21 +248,6 @@ pub(crate) fn patch_pathless(
     remove_operations(state, &emptied);
 }
 
-/// [`replace_members`] finds nothing.
-pub(crate) fn replace_members_quiet(body: &Members<'_>) -> bool {
-    !node_operation_objects(body).any(|op| {
-        if node_op_kind(op) != Some(PatchOpKind::Replace) {
-            return false;
-        }
-        if node_has_path(op) {
-            let path = tree::get(op, "path").and_then(Node::as_str).map(parse_path);
-            matches!(path, Some(Ok(p)) if names(p.attr(), "members"))
-        } else {
-            matches!(tree::get(op, "value"), Some(Node::Object(v)) if tree::entry(v, "members").is_some())
-        }
-    })
-}
-
 pub(crate) fn replace_members(r: &Reporter<'_>, state: &mut State) {
     let Some(ops) = operations(state) else { return };
     let hits: Vec<usize> = ops
@@ -379,19 +302,6 @@ fn member_filter(path: &PatchPath) -> Option<&str> {
         } if attr.is("value") => Some(id),
         _ => None,
     }
-}
-
-/// [`remove_member_filter`] finds nothing.
-pub(crate) fn remove_member_filter_quiet(body: &Members<'_>) -> bool {
-    !node_operation_objects(body).any(|op| {
-        if node_op_kind(op) != Some(PatchOpKind::Remove) {
-            return false;
-        }
-        let Some(text) = tree::get(op, "path").and_then(Node::as_str) else {
-            return false;
-        };
-        parse_path(text).is_ok_and(|path| member_filter(&path).is_some())
-    })
 }
 
 pub(crate) fn remove_member_filter(r: &Reporter<'_>, state: &mut State) {
@@ -509,17 +419,6 @@ fn split_members(ops: &[Value], max: usize) -> Vec<Chunk> {
     chunks
 }
 
-/// [`patch_members_limit`] finds nothing: even counting every list an operation may
-/// change, there are at most `max` membership changes.
-pub(crate) fn patch_members_limit_quiet(max: usize, body: &Members<'_>) -> bool {
-    let count: usize = node_operations(body)
-        .iter()
-        .filter_map(node_member_lists)
-        .map(<[Node<'_>]>::len)
-        .sum();
-    count <= max
-}
-
 pub(crate) fn patch_members_limit(r: &Reporter<'_>, max: usize, state: &mut State) {
     let Some(ops) = operations(state) else { return };
     let count: usize = ops
@@ -570,7 +469,7 @@ pub(crate) fn patch_members_limit(r: &Reporter<'_>, max: usize, state: &mut Stat
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::patch::tests::{
+    use crate::rules::checks::patch::tests::{
         assert_eval, embedded, eval, patch, patched, unfilled, Expect,
     };
     use crate::rules::context::{Batch, BatchTarget};

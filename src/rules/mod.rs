@@ -7,15 +7,12 @@
 //! (the guide section, or `observed:` with AWS's own message). `rules/README.md`
 //! documents the schema.
 
+mod attr;
 pub mod check;
+mod checks;
 pub mod context;
 mod group;
-mod list;
 mod load;
-mod lookup;
-mod patch;
-mod tree;
-mod user;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,8 +22,6 @@ use serde::{Deserialize, Serialize};
 pub use check::Check;
 pub use context::{Finding, Fix, RequestView};
 pub use load::RulesError;
-
-use tree::Node;
 
 use crate::scim::operation::Operation;
 
@@ -225,12 +220,6 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Per operation, the indexes of the rules that apply to it, in file order.
     by_operation: BTreeMap<Operation, Vec<usize>>,
-    /// Per rule, its check's attributes for screening, split once here rather than for
-    /// every request.
-    prepared: Vec<lookup::Prepared>,
-    /// The root keys those attributes start at, to index a body's root once per
-    /// evaluation.
-    vocabulary: lookup::Vocabulary,
 }
 
 /// The outcome of checking one request.
@@ -242,8 +231,8 @@ pub struct Evaluation {
     pub rewritten: Option<serde_json::Value>,
     /// Sequential follow-up requests when a fix split the request (member batches).
     pub batches: Vec<context::Batch>,
-    /// serde_json read the received body as one JSON value (to screen it or to check
-    /// it), so a recording may embed those bytes without reading them again.
+    /// serde_json read the received body as one JSON value (a body rule parsed it), so a
+    /// recording may embed those bytes without reading them again.
     pub body_is_json: bool,
 }
 
@@ -282,8 +271,7 @@ impl RuleSet {
                     HintWhen::Stale => accepted && any_refused,
                 }
         };
-        // Most answers (a clean 2xx) match no hint: the template variables are built
-        // only for a hint that applies, which saves about 1k instructions a request.
+        // Most answers (a clean 2xx) match no hint: build the variables only for one.
         let mut applying = self.hints.iter().filter(applies).peekable();
         if applying.peek().is_none() {
             return Vec::new();
@@ -329,17 +317,10 @@ impl RuleSet {
                 by_operation.entry(*op).or_default().push(i);
             }
         }
-        let mut names = Vec::new();
-        let prepared = rules
-            .iter()
-            .map(|rule| lookup::Prepared::of(&rule.check, &mut names))
-            .collect();
         RuleSet {
             rules,
             by_operation,
             hints: Vec::new(),
-            prepared,
-            vocabulary: lookup::Vocabulary::new(names),
         }
     }
 
@@ -383,71 +364,28 @@ impl RuleSet {
 
     /// Runs every rule for the request's operation. Rewrites change a working copy of
     /// the body, so later rules see the fixed body; in observe mode the caller simply
-    /// forwards the original bytes.
-    ///
-    /// While no fix has changed the body, a rule whose check is [`check::quiet`] on the
-    /// body's borrowed tree is skipped, and the body is parsed as a `serde_json::Value`
-    /// only for the first rule that is not: a clean 1.2 KB CreateUser costs 40k
-    /// instructions instead of 89k, a clean 100-member PatchGroup 98k instead of 163k
-    /// (callgrind, `examples/judge_loop`).
+    /// forwards the original bytes. The body is parsed once, and only when a rule of the
+    /// operation reads it (a GetUser or a ListUsers has no body rule).
     pub fn evaluate(&self, request: &RequestView<'_>) -> Evaluation {
         let indexes = self
             .by_operation
             .get(&request.operation)
             .map_or(&[][..], Vec::as_slice);
-        let mut state = context::State::unread();
-        for (at, &i) in indexes.iter().enumerate() {
-            let rule = &self.rules[i];
-            if rule.action == Action::Off {
-                continue;
-            }
-            if rule.check.reads_body() {
-                // The arena is taken only here, so a GetUser or a ListUsers (no body
-                // rule) does not pay its 50 to 150 instructions (callgrind).
-                return tree::with_arena(|arena| {
-                    self.evaluate_body(request, &indexes[at..], state, arena)
-                });
-            }
+        let active = || {
+            indexes
+                .iter()
+                .map(|&i| &self.rules[i])
+                .filter(|rule| rule.action != Action::Off)
+        };
+        let mut state = if active().any(|rule| rule.check.reads_body()) {
+            context::State::of(request)
+        } else {
+            context::State::new(context::Body::Unread)
+        };
+        for rule in active() {
             check::run(rule, request, &mut state);
         }
         state.finish()
-    }
-
-    /// [`Self::evaluate`] from the first body rule on (`indexes[0]`), with the
-    /// screening tree built in `arena`.
-    fn evaluate_body(
-        &self,
-        request: &RequestView<'_>,
-        indexes: &[usize],
-        mut state: context::State,
-        arena: &bumpalo::Bump,
-    ) -> Evaluation {
-        let screen = tree::Screen::of(request.body, arena);
-        let root = screen.root();
-        let slots = root
-            .flatten()
-            .and_then(Node::as_object)
-            .map(|members| self.vocabulary.index(members, arena));
-        for &i in indexes {
-            let rule = &self.rules[i];
-            if rule.action == Action::Off {
-                continue;
-            }
-            if rule.check.reads_body() {
-                if !state.changed {
-                    if let Some(root) = root {
-                        if check::quiet(&rule.check, &self.prepared[i], request, root, slots) {
-                            continue;
-                        }
-                    }
-                }
-                state.read_body(request);
-            }
-            check::run(rule, request, &mut state);
-        }
-        let mut evaluation = state.finish();
-        evaluation.body_is_json |= matches!(screen, tree::Screen::Tree(_));
-        evaluation
     }
 }
 
@@ -471,271 +409,4 @@ pub fn table(rules: &RuleSet) -> String {
         ));
     }
     out
-}
-
-/// Screening must not change what an evaluation finds: generated user, group and PATCH
-/// bodies (with keys in several spellings, repeated keys, and strings holding refused,
-/// escaped and empty text) get the same evaluation as running every rule on the
-/// `serde_json::Value`, as evaluations did before screening.
-#[cfg(test)]
-mod screening {
-    use proptest::prelude::*;
-
-    use super::context::{RequestView, State};
-    use super::{check, Action, Evaluation, RuleSet};
-    use crate::scim::operation::Operation;
-    use crate::scim::query::{Query, QueryError};
-
-    /// Every rule of the operation run on the parsed body: the evaluation without
-    /// screening.
-    fn unscreened(rules: &RuleSet, request: &RequestView<'_>) -> Evaluation {
-        let mut state = State::new(request);
-        for &i in rules
-            .by_operation
-            .get(&request.operation)
-            .into_iter()
-            .flatten()
-        {
-            let rule = &rules.rules[i];
-            if rule.action != Action::Off {
-                check::run(rule, request, &mut state);
-            }
-        }
-        state.finish()
-    }
-
-    /// The embedded rules as shipped, as the emulator runs them, and all warning.
-    fn rule_sets() -> Vec<RuleSet> {
-        let shipped = RuleSet::embedded().unwrap();
-        let mut warning = shipped.clone();
-        for rule in &mut warning.rules {
-            rule.action = Action::Warn;
-        }
-        vec![shipped.clone(), shipped.strict(), warning]
-    }
-
-    fn assert_same(rules: &[RuleSet], body: &str) -> Result<(), TestCaseError> {
-        let query: Result<Query, QueryError> = Ok(Query::default());
-        for operation in [
-            Operation::CreateUser,
-            Operation::PutUser,
-            Operation::PatchUser,
-            Operation::CreateGroup,
-            Operation::PatchGroup,
-        ] {
-            let request = RequestView {
-                operation,
-                resource_id: Some("g-1"),
-                query: &query,
-                body: body.as_bytes(),
-            };
-            for set in rules {
-                let screened = set.evaluate(&request);
-                let reference = unscreened(set, &request);
-                prop_assert_eq!(&screened.findings, &reference.findings, "{:?}", operation);
-                prop_assert_eq!(&screened.rewritten, &reference.rewritten, "{:?}", operation);
-                prop_assert_eq!(&screened.batches, &reference.batches, "{:?}", operation);
-            }
-        }
-        Ok(())
-    }
-
-    fn key() -> impl Strategy<Value = String> {
-        prop::sample::select(vec![
-            "userName",
-            "USERNAME",
-            "displayName",
-            "name",
-            "givenName",
-            "familyName",
-            "emails",
-            "Emails",
-            "value",
-            "Value",
-            "primary",
-            "type",
-            "display",
-            "$ref",
-            "members",
-            "MEMBERS",
-            "schemas",
-            "id",
-            "meta",
-            "groups",
-            "password",
-            "manager",
-            "displayname",
-            "active",
-            "title",
-            "externalId",
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
-            "urn:ietf:params:scim:schemas:extension:other:2.0:User",
-            "urn:ietf:params:scim:schemas:core:2.0:User",
-            // The root index: other spellings of names the rules look up, and a key
-            // sharing a looked-up name's bucket (`meta`'s).
-            "PASSWORD",
-            "ims",
-            "Meta",
-            "mata",
-            "ID",
-            "nickName",
-            "NickName",
-            "Addresses",
-            "phoneNumbers",
-            "SCHEMAS",
-            "URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER",
-        ])
-        .prop_map(str::to_owned)
-    }
-
-    /// A JSON string literal: plain, empty, escaped, or with refused characters.
-    fn text() -> impl Strategy<Value = String> {
-        prop_oneof![prop::sample::select(vec![
-            "",
-            "x",
-            "work",
-            "home",
-            "true",
-            "False",
-            "add",
-            "Replace",
-            "remove",
-            "bogus",
-            "members",
-            "Members",
-            "displayName",
-            "members[value eq \\\"u-1\\\"]",
-            "members[value ne \\\"u-1\\\"]",
-            "emails[type eq \\\"work\\\"].value",
-            "name.givenName",
-            "active",
-            "userName",
-            "[[",
-            "g-1",
-            "a<b",
-            "c:d",
-            "\\u0000",
-            "\\n",
-            "\\u200b",
-            "é",
-            "\\\"q\\\"",
-            "urn:ietf:params:scim:schemas:core:2.0:User",
-            "urn:ietf:params:scim:api:messages:2.0:PatchOp",
-            "urn:x:y",
-        ])
-        .prop_map(str::to_owned),]
-        .prop_map(|t| format!("\"{t}\""))
-    }
-
-    /// JSON text; objects may repeat keys, which a `Map` could not.
-    fn json() -> impl Strategy<Value = String> {
-        let leaf = prop_oneof![
-            4 => text(),
-            1 => Just("true".to_owned()),
-            1 => Just("null".to_owned()),
-            1 => Just("7".to_owned()),
-        ];
-        leaf.prop_recursive(4, 32, 5, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5)
-                    .prop_map(|items| format!("[{}]", items.join(","))),
-                prop::collection::vec((key(), inner), 0..5).prop_map(object),
-            ]
-        })
-    }
-
-    /// A JSON object of `members`, which may repeat keys.
-    fn object(members: Vec<(String, String)>) -> String {
-        let members: Vec<String> = members
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":{v}"))
-            .collect();
-        format!("{{{}}}", members.join(","))
-    }
-
-    /// Group member entries, some with `display` or a null `$ref`.
-    fn member_list() -> impl Strategy<Value = String> {
-        let entry_key = prop::sample::select(vec!["value", "display", "Display", "$ref", "type"]);
-        let entry_value = prop_oneof![text(), Just("null".to_owned())];
-        let entry = prop::collection::vec((entry_key.prop_map(str::to_owned), entry_value), 0..3)
-            .prop_map(object);
-        prop::collection::vec(entry, 0..4).prop_map(|items| format!("[{}]", items.join(",")))
-    }
-
-    /// A PATCH operation: `op`, maybe `path`, maybe `value`, any of them odd.
-    fn operation() -> impl Strategy<Value = String> {
-        let op = prop_oneof![
-            4 => prop::sample::select(vec!["add", "Add", "remove", "replace", "Replace", "bogus"])
-                .prop_map(|o| format!("\"{o}\"")),
-            1 => text(),
-        ];
-        let path = prop_oneof![
-            4 => prop::sample::select(vec![
-                "members", "Members", "displayName", "members[value eq \\\"u-1\\\"]",
-                "members[value ne \\\"u-1\\\"]", "emails[type eq \\\"work\\\"].value",
-                "name.givenName", "active", "userName", "emails", "[[", "externalId",
-                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
-                "urn:ietf:params:scim:schemas:core:2.0:Group:members",
-            ])
-            .prop_map(|p| format!("\"{p}\"")),
-            1 => text(),
-            1 => Just("null".to_owned()),
-        ];
-        let value = prop_oneof![
-            2 => member_list(),
-            2 => prop::collection::vec(
-                (prop_oneof![Just("members".to_owned()), key()], prop_oneof![member_list(), json()]),
-                0..4
-            )
-            .prop_map(object),
-            2 => json(),
-        ];
-        (op, prop::option::of(path), prop::option::of(value)).prop_map(|(op, path, value)| {
-            let mut members = vec![("op".to_owned(), op)];
-            members.extend(path.map(|p| ("path".to_owned(), p)));
-            members.extend(value.map(|v| ("value".to_owned(), v)));
-            object(members)
-        })
-    }
-
-    fn body() -> impl Strategy<Value = String> {
-        prop_oneof![
-            prop::collection::vec((key(), prop_oneof![json(), member_list()]), 0..8)
-                .prop_map(object),
-            prop::collection::vec(operation(), 0..4).prop_map(|ops| {
-                format!(
-                    "{{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{}]}}",
-                    ops.join(",")
-                )
-            }),
-            json(),
-        ]
-    }
-
-    #[test]
-    fn the_benchmark_bodies_are_screened_like_any() {
-        let rules = rule_sets();
-        for body in [
-            include_str!("../../benches/data/create_user.json"),
-            include_str!("../../benches/data/patch_group_add100.json"),
-            include_str!("../../benches/data/create_user_rewritten.json"),
-            "",
-            "  ",
-            "{",
-            "[]",
-            r#"{"userName": "a", "USERNAME": ""}"#,
-            r#"{"Operations": [{"op": "add", "path": "members", "value": [{"value": "u", "display": "U"}]}]}"#,
-        ] {
-            assert_same(&rules, body).unwrap();
-        }
-    }
-
-    proptest! {
-        #![proptest_config(crate::scim::filter::tests::config(2048))]
-
-        #[test]
-        fn screening_changes_no_evaluation(body in body()) {
-            assert_same(&rule_sets(), &body)?;
-        }
-    }
 }

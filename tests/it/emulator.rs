@@ -1135,8 +1135,8 @@ async fn tenant_token_and_throttle_over_a_socket() {
     let wrong_tenant = format!("http://{}/d-0000000000/scim/v2/Users", served.addr);
     let (status, _, bytes, _) = send(&client, get(wrong_tenant, TOKEN)).await;
     assert_eq!(
-        (status.as_u16(), scim_error(&bytes).0.as_str()),
-        (401, "401")
+        (status.as_u16(), scim_error(&bytes)),
+        (404, ("404".to_owned(), "TENANT does not exist.".to_owned()))
     );
     // The burst of 2 is spent: the next answer is 429 with Retry-After.
     let (status, headers, bytes, _) = send(&client, get(served.url("/Users"), "wrong")).await;
@@ -1147,4 +1147,386 @@ async fn tenant_token_and_throttle_over_a_socket() {
         "Too many requests were made that exceed the limits."
     );
     served.stop().await;
+}
+
+// ---- the live guide (2025): cursor pages, member filters, op case, tenant --------------
+
+/// One request with the emulator's token over the socket: status and JSON body.
+async fn call(
+    served: &Served,
+    client: &Client,
+    method: &str,
+    rest: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(served.url(rest))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Full::new(
+            body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
+        ))
+        .unwrap();
+    let (status, _, bytes, _) = send(client, request).await;
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status.as_u16(), json)
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+fn ids(page: &Value) -> Vec<String> {
+    page["Resources"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The ids of every cursor page of `rest` (a list path with its query, without cursor),
+/// page by page.
+async fn cursor_pages(served: &Served, client: &Client, rest: &str) -> Vec<Vec<String>> {
+    let join = if rest.contains('?') { '&' } else { '?' };
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = call(
+            served,
+            client,
+            "GET",
+            &format!("{rest}{join}cursor={cursor}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["itemsPerPage"], ids(&page).len(), "{page}");
+        pages.push(ids(&page));
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "the walk does not end");
+    }
+}
+
+async fn create_users(served: &Served, client: &Client, prefix: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (status, user) = call(
+            served,
+            client,
+            "POST",
+            "/Users",
+            Some(serde_json::from_str(&plain_user(&format!("{prefix}{i:04}"))).unwrap()),
+        )
+        .await;
+        assert_eq!(status, 201, "{user}");
+        out.push(user["id"].as_str().unwrap().to_owned());
+    }
+    out
+}
+
+#[tokio::test]
+async fn cursor_pages_of_100_walk_250_users_once() {
+    let served = Served::start(0).await;
+    let client = http_client();
+    let mut all = create_users(&served, &client, "walker", 250).await;
+    let pages = cursor_pages(&served, &client, "/Users").await;
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    let mut seen = pages.concat();
+    seen.sort();
+    all.sort();
+    assert_eq!(seen, all, "each user exactly once");
+    // Without cursor: the old format, 100 at most.
+    let (_, page) = call(&served, &client, "GET", "/Users", None).await;
+    assert_eq!(
+        (page["totalResults"].as_u64(), ids(&page).len()),
+        (Some(250), 100)
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_groups_members_via_groups_value_and_a_changed_filter_is_400() {
+    let served = Served::start(0).await;
+    let client = http_client();
+    let mut members = create_users(&served, &client, "member", 120).await;
+    let outsider = create_users(&served, &client, "outsider", 1).await;
+    let (status, group) = call(
+        &served,
+        &client,
+        "POST",
+        "/Groups",
+        Some(json!({"displayName": "Finance"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let g = group["id"].as_str().unwrap().to_owned();
+    for chunk in members.chunks(100) {
+        let value: Vec<Value> = chunk.iter().map(|m| json!({"value": m})).collect();
+        let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                         "Operations": [{"op": "Add", "path": "members", "value": value}]});
+        let (status, body) = call(
+            &served,
+            &client,
+            "PATCH",
+            &format!("/Groups/{g}"),
+            Some(add),
+        )
+        .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let filter = format!("filter=groups.value%20eq%20%22{g}%22");
+    let pages = cursor_pages(&served, &client, &format!("/Users?{filter}")).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [100, 20]);
+    let mut seen = pages.concat();
+    seen.sort();
+    members.sort();
+    assert_eq!(seen, members);
+    let (_, page) = call(&served, &client, "GET", &format!("/Users?{filter}"), None).await;
+    assert_eq!(page["totalResults"], 120);
+    // The member's groups via members.value.
+    let (_, page) = call(
+        &served,
+        &client,
+        "GET",
+        &format!(
+            "/Groups?cursor&filter=members.value%20eq%20%22{}%22",
+            members[0]
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&page), [g.as_str()]);
+    let (_, page) = call(
+        &served,
+        &client,
+        "GET",
+        &format!("/Groups?filter=members.value%20eq%20%22{}%22", outsider[0]),
+        None,
+    )
+    .await;
+    assert_eq!(page["totalResults"], 0);
+    // The filter changed between pages: 400 in AWS's shape.
+    let (_, first) = call(
+        &served,
+        &client,
+        "GET",
+        &format!("/Users?cursor&{filter}"),
+        None,
+    )
+    .await;
+    let next = first["nextCursor"].as_str().unwrap();
+    let (status, error) = call(
+        &served,
+        &client,
+        "GET",
+        &format!("/Users?cursor={next}&filter=userName%20eq%20%22member0001%22"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status_text, detail) = scim_error(error.to_string().as_bytes());
+    assert_eq!(
+        (status_text.as_str(), detail.as_str()),
+        (
+            "400",
+            "Request is unparsable, syntactically incorrect, or violates schema."
+        )
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn capitalised_op_and_group_member_refusals() {
+    let served = Served::start(0).await;
+    let client = http_client();
+    let users = create_users(&served, &client, "entra", 2).await;
+    let patch = |ops: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+    let (status, user) = call(
+        &served,
+        &client,
+        "PATCH",
+        &format!("/Users/{}", users[0]),
+        Some(patch(
+            json!([{"op": "Replace", "path": "title", "value": "Lead"}]),
+        )),
+    )
+    .await;
+    assert_eq!((status, &user["title"]), (200, &json!("Lead")), "{user}");
+    let (_, group) = call(
+        &served,
+        &client,
+        "POST",
+        "/Groups",
+        Some(json!({"displayName": "Ops", "members": [{"value": users[0]}]})),
+    )
+    .await;
+    let path = format!("/Groups/{}", group["id"].as_str().unwrap());
+    for (ops, detail) in [
+        (
+            json!([{"op": "replace", "path": "members", "value": [{"value": users[1]}]}]),
+            "Replacing group memberships is not supported.",
+        ),
+        (
+            json!([{"op": "remove", "path": "members"}]),
+            "Request is unparsable, syntactically incorrect, or violates schema.",
+        ),
+    ] {
+        let (status, error) =
+            call(&served, &client, "PATCH", &path, Some(patch(ops.clone()))).await;
+        assert_eq!(
+            (status, error["detail"].as_str()),
+            (400, Some(detail)),
+            "{ops}"
+        );
+    }
+    let (_, page) = call(
+        &served,
+        &client,
+        "GET",
+        &format!(
+            "/Users?filter=groups.value%20eq%20%22{}%22",
+            group["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ids(&page),
+        [users[0].clone()],
+        "nothing of the refused requests applied"
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn schemas_and_resource_types_are_served() {
+    let served = Served::start(0).await;
+    let client = http_client();
+    let (status, list) = call(&served, &client, "GET", "/Schemas", None).await;
+    assert_eq!((status, &list["totalResults"]), (200, &json!(3)));
+    let (status, group) = call(
+        &served,
+        &client,
+        "GET",
+        "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
+        None,
+    )
+    .await;
+    assert_eq!((status, &group["name"]), (200, &json!("Group")));
+    let (status, types) = call(&served, &client, "GET", "/ResourceTypes", None).await;
+    assert_eq!(
+        (status, &types["Resources"][0]["endpoint"]),
+        (200, &json!("/Users"))
+    );
+    served.stop().await;
+}
+
+// ---- the state file, through the binary ---------------------------------------------
+
+#[test]
+fn a_state_file_that_breaks_the_stores_rules_stops_start_up_naming_place_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let user = |id: &str, name: &str| json!({"id": id, "created": 0, "lastModified": 0, "data": {"userName": name}});
+    let cases = [
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "groups": []}),
+            "the `users` key is missing",
+        ),
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "users": [user("u1", "bjensen"), user("u2", "BJensen")], "groups": []}),
+            r#"users[0] (id "u1") and users[1] (id "u2"): both have the userName "BJensen""#,
+        ),
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "users": [], "groups": [
+                {"id": "g1", "created": 0, "lastModified": 0, "displayName": "Finance"},
+                {"id": "g2", "created": 0, "lastModified": 0, "displayName": "finance"}]}),
+            r#"groups[0] (id "g1") and groups[1] (id "g2"): both have the displayName "finance""#,
+        ),
+        (
+            json!({"format": "scimguard-emulator-state", "version": 1, "users": [user("u1", "a")], "groups": [
+                {"id": "g1", "created": 0, "lastModified": 0, "displayName": "Finance", "members": ["u1", "gone"]}]}),
+            r#"groups[0] (id "g1") members[1]: "gone" names no user in `users`"#,
+        ),
+    ];
+    for (state, problem) in cases {
+        std::fs::write(&file, state.to_string()).unwrap();
+        let before = std::fs::read(&file).unwrap();
+        let out = std::process::Command::new(binary())
+            .args(["emulate", "--listen", "127.0.0.1:0", "--state"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+        assert!(stderr.contains(problem), "{stderr}\nwants: {problem}");
+        assert!(stderr.contains("Fix: "), "{stderr}");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "the file is left alone"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_binary_writes_the_state_file_0600() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let mut child = std::process::Command::new(binary())
+        .args([
+            "emulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--state",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _banner = lines.next().unwrap().unwrap();
+    let endpoint = lines.next().unwrap().unwrap();
+    let endpoint = endpoint
+        .trim()
+        .strip_prefix("SCIM endpoint: ")
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let request = Request::builder()
+            .method("POST")
+            .uri(format!("{endpoint}/Users"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(plain_user("kept"))))
+            .unwrap();
+        send(&http_client(), request).await.0
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 201);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }

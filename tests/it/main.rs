@@ -9,6 +9,7 @@ mod external;
 mod forwarding;
 mod guard;
 mod limits;
+mod pipeline;
 mod rules;
 mod shared_throttle;
 mod shutdown;

@@ -3,138 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::context::{pointer_token, show, Body, Reporter, RequestView, State};
-use super::lookup::{Attr, Object};
-use super::tree::{self, Members, Node};
-
-/// A dotted attribute reference from a rule: `userName`, `name.givenName`,
-/// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AttrRef<'a> {
-    /// The extension block's key, for URN-prefixed names.
-    pub urn: Option<&'a str>,
-    pub name: &'a str,
-    pub sub: Option<&'a str>,
-}
-
-impl<'a> AttrRef<'a> {
-    pub fn parse(text: &'a str) -> Self {
-        // Byte loops rather than `str` patterns: names are short, and screening a
-        // CreateUser parses about 35 of them (5k instructions with `split_once`).
-        let colon = || text.bytes().rposition(|b| b == b':');
-        let (urn, rest) = match is_urn(text).then(colon).flatten() {
-            Some(at) => (Some(&text[..at]), &text[at + 1..]),
-            None => (None, text),
-        };
-        let (name, sub) = match rest.bytes().position(|b| b == b'.') {
-            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
-            None => (rest, None),
-        };
-        AttrRef { urn, name, sub }
-    }
-}
-
-/// The member of `map` whose key equals `name` case-insensitively, found in one pass
-/// and without copying the key (every check looks attributes up this way, about 60
-/// times for a CreateUser).
-pub(crate) fn entry<'m>(map: &'m Map<String, Value>, name: &str) -> Option<(&'m str, &'m Value)> {
-    map.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(k, v)| (k.as_str(), v))
-}
-
-/// The actual key in `map` that equals `name` case-insensitively (for edits).
-pub(crate) fn key_in(map: &Map<String, Value>, name: &str) -> Option<String> {
-    entry(map, name).map(|(k, _)| k.to_owned())
-}
-
-/// A rule's attribute found in a body: its value and the keys leading to it as spelled
-/// in the body. The JSON pointer is built only when a finding needs it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Found<'m> {
-    pub value: &'m Value,
-    /// The extension block's key, the attribute's key, the sub-attribute's key.
-    keys: [Option<&'m str>; 3],
-}
-
-impl Found<'_> {
-    /// The JSON pointer of the value (`/emails`, `/urn:…:User/manager`).
-    pub fn pointer(&self) -> String {
-        let mut out = String::new();
-        for key in self.keys.iter().flatten() {
-            out.push('/');
-            out.push_str(&pointer_token(key));
-        }
-        out
-    }
-}
-
-/// Finds a rule's attribute in a body.
-pub(crate) fn find<'m>(body: &'m Map<String, Value>, attr: &str) -> Option<Found<'m>> {
-    let attr = AttrRef::parse(attr);
-    let (block_key, holder) = match attr.urn {
-        None => (None, body),
-        Some(urn) => {
-            let (key, block) = entry(body, urn)?;
-            (Some(key), block.as_object()?)
-        }
-    };
-    let (key, value) = entry(holder, attr.name)?;
-    match attr.sub {
-        None => Some(Found {
-            value,
-            keys: [block_key, Some(key), None],
-        }),
-        Some(sub) => {
-            let (sub_key, value) = entry(value.as_object()?, sub)?;
-            Some(Found {
-                value,
-                keys: [block_key, Some(key), Some(sub_key)],
-            })
-        }
-    }
-}
-
-/// The object holding `attr` for an edit: the body, or its extension block.
-fn container_mut<'m>(
-    body: &'m mut Map<String, Value>,
-    attr: &AttrRef<'_>,
-) -> Option<&'m mut Map<String, Value>> {
-    match attr.urn {
-        None => Some(body),
-        Some(urn) => {
-            let key = key_in(body, urn)?;
-            body.get_mut(&key)?.as_object_mut()
-        }
-    }
-}
-
-/// Removes a rule's attribute from a body; returns its pointer and old value.
-pub(crate) fn remove(body: &mut Map<String, Value>, attr: &str) -> Option<(String, Value)> {
-    let pointer = find(body, attr)?.pointer();
-    let attr = AttrRef::parse(attr);
-    let holder = container_mut(body, &attr)?;
-    let key = key_in(holder, attr.name)?;
-    match attr.sub {
-        None => holder.remove(&key).map(|v| (pointer, v)),
-        Some(sub) => {
-            let object = holder.get_mut(&key)?.as_object_mut()?;
-            let sub_key = key_in(object, sub)?;
-            object.remove(&sub_key).map(|v| (pointer, v))
-        }
-    }
-}
-
-fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use crate::rules::attr::{
+    attribute_strings, describe, entry, find, is_urn, key_in, name_of, pointer_of, remove,
+    value_mut, walk_strings, Step, MANAGER,
+};
+use crate::rules::context::{pointer_token, show, Body, Reporter, RequestView, State};
 
 pub(crate) fn unsupported_operation(
     r: &Reporter<'_>,
@@ -187,20 +60,6 @@ pub(crate) fn required(r: &Reporter<'_>, attributes: &[String], state: &mut Stat
             &[("attribute", attr), ("found", found.to_owned())],
         );
     }
-}
-
-/// [`required`] finds nothing.
-pub(crate) fn required_quiet(attributes: &[Attr], body: Object<'_, '_>) -> bool {
-    attributes.iter().all(|attr| match body.find(attr) {
-        None | Some(Node::Null) => false,
-        Some(Node::String(s)) => !s.trim().is_empty(),
-        Some(_) => true,
-    })
-}
-
-/// [`drop_attributes`] finds nothing.
-pub(crate) fn drop_attributes_quiet(attributes: &[Attr], body: Object<'_, '_>) -> bool {
-    attributes.iter().all(|attr| body.find(attr).is_none())
 }
 
 pub(crate) fn drop_attributes(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -287,36 +146,6 @@ pub(crate) fn drop_sub_attributes(
     }
 }
 
-/// [`drop_sub_attributes`] finds nothing.
-pub(crate) fn drop_sub_attributes_quiet(
-    attributes: &[Attr],
-    subs: &[String],
-    body: Object<'_, '_>,
-) -> bool {
-    let clean = |object: &Members<'_>| subs.iter().all(|sub| tree::entry(object, sub).is_none());
-    attributes.iter().all(|attr| match body.find(attr) {
-        Some(Node::Array(items)) => items.iter().filter_map(Node::as_object).all(clean),
-        Some(Node::Object(object)) => clean(object),
-        _ => true,
-    })
-}
-
-/// A mutable reference to a rule's attribute value.
-pub(crate) fn value_mut<'m>(body: &'m mut Map<String, Value>, attr: &str) -> Option<&'m mut Value> {
-    let attr = AttrRef::parse(attr);
-    let holder = container_mut(body, &attr)?;
-    let key = key_in(holder, attr.name)?;
-    let value = holder.get_mut(&key)?;
-    match attr.sub {
-        None => Some(value),
-        Some(sub) => {
-            let object = value.as_object_mut()?;
-            let sub_key = key_in(object, sub)?;
-            object.get_mut(&sub_key)
-        }
-    }
-}
-
 /// Index of the value to keep: the primary one, else type work, else the first.
 fn keeper(items: &[Value]) -> usize {
     let field = |item: &'_ Value, name: &str| {
@@ -334,13 +163,6 @@ fn keeper(items: &[Value]) -> usize {
             })
         })
         .unwrap_or(0)
-}
-
-/// [`single_value`] finds nothing.
-pub(crate) fn single_value_quiet(attributes: &[Attr], body: Object<'_, '_>) -> bool {
-    attributes
-        .iter()
-        .all(|attr| !matches!(body.find(attr), Some(Node::Array(items)) if items.len() >= 2))
 }
 
 pub(crate) fn single_value(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -383,20 +205,6 @@ pub(crate) fn single_value(r: &Reporter<'_>, attributes: &[String], state: &mut 
     }
 }
 
-/// [`primary_email`] finds nothing (`emails`: that attribute, split).
-pub(crate) fn primary_email_quiet(emails: &Attr, body: Object<'_, '_>) -> bool {
-    let Some(Node::Array(items)) = body.find(emails) else {
-        return true;
-    };
-    let [only] = items else {
-        return true;
-    };
-    let Some(email) = only.as_object() else {
-        return true;
-    };
-    matches!(tree::entry(email, "primary"), Some((_, Node::Bool(true))))
-}
-
 pub(crate) fn primary_email(r: &Reporter<'_>, state: &mut State) {
     let Some(body) = state.object() else { return };
     let Some(found) = find(body, "emails") else {
@@ -431,29 +239,6 @@ pub(crate) fn primary_email(r: &Reporter<'_>, state: &mut State) {
     } else {
         r.report(state, at, &vars);
     }
-}
-
-/// [`known_schemas`] finds nothing: no unknown extension block, no unknown URN listed
-/// (`schemas`: that attribute, split).
-pub(crate) fn known_schemas_quiet(
-    allowed: &[String],
-    schemas: &Attr,
-    body: Object<'_, '_>,
-) -> bool {
-    // URNs are mostly spelled as listed: comparing the bytes first, rather than 40 to 60
-    // bytes ignoring case, saves 0.3k instructions per CreateUser (callgrind).
-    let is_allowed = |urn: &str| {
-        allowed
-            .iter()
-            .any(|a| a == urn || a.eq_ignore_ascii_case(urn))
-    };
-    body.members
-        .iter()
-        .all(|(k, _)| !is_urn(k) || is_allowed(k))
-        && match body.find(schemas) {
-            Some(Node::Array(items)) => items.iter().filter_map(Node::as_str).all(is_allowed),
-            _ => true,
-        }
 }
 
 pub(crate) fn known_schemas(r: &Reporter<'_>, allowed: &[String], state: &mut State) {
@@ -554,39 +339,12 @@ fn remove_pointer(root: &mut Value, pointer: &str) -> Option<Value> {
     root.pointer_mut(parent)?.as_object_mut()?.remove(&key)
 }
 
-/// [`empty_string`] finds nothing: no `""` on the wire, or none as a member's value.
-pub(crate) fn empty_string_quiet(wire: &[u8], body: &Members<'_>) -> bool {
-    fn has_empty_member(node: &Node<'_>) -> bool {
-        match node {
-            Node::Array(items) => items.iter().any(has_empty_member),
-            Node::Object(members) => members.iter().any(|(_, v)| match v {
-                Node::String(s) => s.is_empty(),
-                other => has_empty_member(other),
-            }),
-            _ => false,
-        }
-    }
-    memchr::memmem::find(wire, b"\"\"").is_none()
-        || !body.iter().any(|(_, v)| match v {
-            Node::String(s) => s.is_empty(),
-            other => has_empty_member(other),
-        })
-}
-
-pub(crate) fn empty_string(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+pub(crate) fn empty_string(r: &Reporter<'_>, state: &mut State) {
     let Body::Json(root) = &state.body else {
         return;
     };
     if !root.is_object() {
         return;
-    }
-    // An empty string is written `""` on the wire, whatever its place: a body without
-    // those two bytes side by side has none, and walking it would find nothing. Once a
-    // fix has changed the body, the received bytes no longer describe it.
-    if let Some(wire) = state.wire_body(request) {
-        if memchr::memmem::find(wire, b"\"\"").is_none() {
-            return;
-        }
     }
     for pointer in empty_strings(root) {
         let attribute = pointer.trim_start_matches('/').replace('/', ".");
@@ -600,19 +358,6 @@ pub(crate) fn empty_string(r: &Reporter<'_>, request: &RequestView<'_>, state: &
             r.report(state, pointer, &vars);
         }
     }
-}
-
-/// The enterprise extension's URN (RFC 7643 §4.3).
-pub(crate) const ENTERPRISE_URN: &str =
-    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-/// The enterprise extension's `manager` attribute, as rules name it.
-pub(crate) const MANAGER: &str =
-    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager";
-
-/// [`manager_object`] finds nothing (`manager`: [`MANAGER`], split).
-pub(crate) fn manager_object_quiet(manager: &Attr, body: Object<'_, '_>) -> bool {
-    !matches!(body.find(manager), Some(Node::String(_)))
 }
 
 pub(crate) fn manager_object(r: &Reporter<'_>, state: &mut State) {
@@ -649,266 +394,25 @@ fn is_zero_width(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }
 
-/// One step from the body's root: an object key or an array index.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Step<'v> {
-    Key(&'v str),
-    Index(usize),
-}
-
-/// The JSON pointer of a path of steps.
-fn pointer_of(path: &[Step<'_>]) -> String {
-    let mut out = String::new();
-    for step in path {
-        out.push('/');
-        match step {
-            Step::Key(k) => out.push_str(&pointer_token(k)),
-            Step::Index(i) => out.push_str(&i.to_string()),
-        }
-    }
-    out
-}
-
-/// The attribute name of a path as rules write it: dotted (`name.givenName`), arrays
-/// transparent (`emails.value`), an extension block's attributes joined to its URN with
-/// `:` (`urn:…:User:manager.value`).
-fn name_of(path: &[Step<'_>]) -> String {
-    let mut out = String::new();
-    let mut keys = path.iter().filter_map(|s| match s {
-        Step::Key(k) => Some(*k),
-        Step::Index(_) => None,
-    });
-    if let Some(first) = keys.next() {
-        out.push_str(first);
-        let mut sep = if is_urn(first) { ':' } else { '.' };
-        for k in keys {
-            out.push(sep);
-            out.push_str(k);
-            sep = '.';
-        }
-    }
-    out
-}
-
-/// Visits every string of a body with the path that leads to it. Names and pointers
-/// are built by the caller only for the rare strings it reports: a 1.2 KB user holds
-/// about 40 strings, and allocating two paths for each cost more than the check.
-fn walk_strings<'v>(
-    value: &'v Value,
-    path: &mut Vec<Step<'v>>,
-    visit: &mut dyn FnMut(&[Step<'v>], &'v str),
-) {
-    match value {
-        Value::String(s) => visit(path, s),
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                path.push(Step::Index(i));
-                walk_strings(v, path, visit);
-                path.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                path.push(Step::Key(k));
-                walk_strings(v, path, visit);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Whether a key is a schema URN (an extension block's key).
-pub(crate) fn is_urn(key: &str) -> bool {
-    key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:")
-}
-
-/// Visits every string an attribute holds, with its path: arrays at any level are
-/// transparent, as in [`name_of`], and every key that matches case-insensitively is
-/// followed. Looking up the listed attributes costs a fraction of walking the body.
-fn attribute_strings<'v>(
-    body: &'v Map<String, Value>,
-    attr: &str,
-    visit: &mut dyn FnMut(&[Step<'v>], &'v str),
-) {
-    type Visit<'f, 'v> = &'f mut dyn FnMut(&[Step<'v>], &'v str);
-    /// The members of `map` named `names[0]`, and below them the rest of `names`.
-    fn members<'v>(
-        map: &'v Map<String, Value>,
-        names: &[&str],
-        path: &mut Vec<Step<'v>>,
-        visit: Visit<'_, 'v>,
-    ) {
-        let Some((name, rest)) = names.split_first() else {
-            return;
-        };
-        for (key, v) in map.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)) {
-            path.push(Step::Key(key));
-            under(v, rest, path, visit);
-            path.pop();
-        }
-    }
-    fn under<'v>(value: &'v Value, names: &[&str], path: &mut Vec<Step<'v>>, visit: Visit<'_, 'v>) {
-        match value {
-            Value::String(s) if names.is_empty() => visit(path, s),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(Step::Index(i));
-                    under(item, names, path, visit);
-                    path.pop();
-                }
-            }
-            Value::Object(map) => members(map, names, path, visit),
-            _ => {}
-        }
-    }
-    let attr = AttrRef::parse(attr);
-    let mut names: Vec<&str> = Vec::with_capacity(3);
-    names.extend(attr.urn);
-    names.push(attr.name);
-    names.extend(attr.sub);
-    members(body, &names, &mut Vec::new(), visit);
-}
-
-/// [`attribute_strings`] on the borrowed tree: whether `test` holds for a string the
-/// attribute holds.
-fn attribute_nodes(body: Object<'_, '_>, attr: &Attr, test: &mut dyn FnMut(&str) -> bool) -> bool {
-    fn members(map: &Members<'_>, names: &[&str], test: &mut dyn FnMut(&str) -> bool) -> bool {
-        let Some((name, rest)) = names.split_first() else {
-            return false;
-        };
-        tree::entry(map, name).is_some_and(|(_, v)| under(v, rest, test))
-    }
-    fn under(value: &Node<'_>, names: &[&str], test: &mut dyn FnMut(&str) -> bool) -> bool {
-        match value {
-            Node::String(s) if names.is_empty() => test(s),
-            Node::Array(items) => items.iter().any(|item| under(item, names, test)),
-            Node::Object(map) => members(map, names, test),
-            _ => false,
-        }
-    }
-    let mut below = [""; 2];
-    let mut count = 0;
-    for name in attr.below_root() {
-        below[count] = name;
-        count += 1;
-    }
-    body.root_member(attr)
-        .is_some_and(|v| under(v, &below[..count], test))
-}
-
 /// The characters a refused-characters rule refuses: its own list, control characters
 /// and zero-width characters.
 struct Refused<'a> {
     listed: &'a str,
-    /// Refused ASCII characters: the listed ones and the controls.
-    ascii: [bool; 128],
 }
 
-impl<'a> Refused<'a> {
-    fn new(listed: &'a str) -> Self {
-        let mut ascii = [false; 128];
-        for (b, refused) in ascii.iter_mut().enumerate() {
-            *refused = (b as u8).is_ascii_control();
-        }
-        for c in listed.chars().filter(char::is_ascii) {
-            ascii[c as usize] = true;
-        }
-        Refused { listed, ascii }
-    }
-
+impl Refused<'_> {
     fn refuses(&self, c: char) -> bool {
-        if c.is_ascii() {
-            self.ascii[c as usize]
-        } else {
-            c.is_control() || is_zero_width(c) || self.listed.contains(c)
-        }
+        c.is_control() || is_zero_width(c) || self.listed.contains(c)
     }
 
-    /// The first refused character of `text` and its byte offset. ASCII, nearly every
-    /// byte of a body, costs one table lookup.
+    /// The first refused character of `text` and its byte offset.
     fn first_in(&self, text: &str) -> Option<(usize, char)> {
-        let bytes = text.as_bytes();
-        let mut at = 0;
-        while at < bytes.len() {
-            let b = bytes[at];
-            if b.is_ascii() {
-                if self.ascii[b as usize] {
-                    return Some((at, b as char));
-                }
-                at += 1;
-            } else {
-                let c = text[at..].chars().next()?;
-                if self.refuses(c) {
-                    return Some((at, c));
-                }
-                at += c.len_utf8();
-            }
-        }
-        None
+        text.char_indices().find(|&(_, c)| self.refuses(c))
     }
-
-    /// Whether a string holding a refused character can be in the JSON text `raw`, which
-    /// parsed. Such a character is on the wire either escaped (`\\uXXXX`, `\\n`: a
-    /// backslash) or as its UTF-8 bytes, whose first byte is then in the text: 0x7F for
-    /// DEL, 0xC2 for U+0080–U+009F, 0xE2 for U+200B–U+200D and U+2060, 0xEF for U+FEFF,
-    /// and the listed characters' first bytes. Controls below 0x20 cannot be in a JSON
-    /// string unescaped (RFC 8259 §7), so the newlines of a pretty-printed body do not
-    /// count. memchr looks for three bytes at a time at about 16 bytes per instruction.
-    fn may_occur_in(&self, raw: &[u8]) -> bool {
-        let mut wanted = [0u8; 256];
-        wanted[..5].copy_from_slice(&[b'\\', 0x7F, 0xC2, 0xE2, 0xEF]);
-        let mut count = 5;
-        for c in self.listed.chars() {
-            let mut utf8 = [0; 4];
-            let first = c.encode_utf8(&mut utf8).as_bytes()[0];
-            if !wanted[..count].contains(&first) {
-                wanted[count] = first;
-                count += 1;
-            }
-        }
-        wanted[..count].chunks(3).any(|bytes| match *bytes {
-            [a, b, c] => memchr::memchr3(a, b, c, raw).is_some(),
-            [a, b] => memchr::memchr2(a, b, raw).is_some(),
-            [a] => memchr::memchr(a, raw).is_some(),
-            _ => false,
-        })
-    }
-}
-
-/// [`refused_characters`] finds nothing: no refused character can be on the wire, or
-/// none is in a string the rule reads (every string for `*`; `except` and `schemas`
-/// are left to the check). `listed` is `attributes`, split.
-pub(crate) fn refused_characters_quiet(
-    wire: &[u8],
-    attributes: &[String],
-    listed: &[Attr],
-    characters: &str,
-    body: Object<'_, '_>,
-) -> bool {
-    fn any_string(node: &Node<'_>, refused: &Refused<'_>) -> bool {
-        match node {
-            Node::String(s) => refused.first_in(s).is_some(),
-            Node::Array(items) => items.iter().any(|v| any_string(v, refused)),
-            Node::Object(members) => members.iter().any(|(_, v)| any_string(v, refused)),
-            _ => false,
-        }
-    }
-    let refused = Refused::new(characters);
-    if !refused.may_occur_in(wire) {
-        return true;
-    }
-    if attributes.iter().any(|a| a == "*") {
-        return !body.members.iter().any(|(_, v)| any_string(v, &refused));
-    }
-    !listed
-        .iter()
-        .any(|attr| attribute_nodes(body, attr, &mut |s| refused.first_in(s).is_some()))
 }
 
 pub(crate) fn refused_characters(
     r: &Reporter<'_>,
-    request: &RequestView<'_>,
     attributes: &[String],
     except: &[String],
     characters: &str,
@@ -920,13 +424,8 @@ pub(crate) fn refused_characters(
     let Value::Object(body) = root else {
         return;
     };
-    let refused = Refused::new(characters);
+    let refused = Refused { listed: characters };
     let every = attributes.iter().any(|a| a == "*");
-    if let Some(wire) = state.wire_body(request) {
-        if every && !refused.may_occur_in(wire) {
-            return;
-        }
-    }
     let listed = |name: &str, list: &[String]| list.iter().any(|a| a.eq_ignore_ascii_case(name));
     let mut hits = Vec::new();
     let mut visit = |path: &[Step<'_>], text: &str| {
@@ -999,18 +498,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attr_refs_split_urn_name_and_sub() {
-        let a = AttrRef::parse(
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName",
-        );
-        assert_eq!(a.urn, Some(ENTERPRISE_URN));
-        assert_eq!(a.name, "manager");
-        assert_eq!(a.sub, Some("displayName"));
-        let b = AttrRef::parse("name.givenName");
-        assert_eq!((b.urn, b.name, b.sub), (None, "name", Some("givenName")));
-    }
-
-    #[test]
     fn keeper_prefers_primary_then_work_then_first() {
         let v: Vec<Value> =
             serde_json::from_str(r#"[{"type":"home"},{"type":"work"},{"primary":true}]"#).unwrap();
@@ -1019,12 +506,14 @@ mod tests {
         assert_eq!(keeper(&v[..1]), 0);
     }
 
-    /// Short cuts must not change what a check finds: bodies built from a few keys (in
-    /// several spellings) and strings with refused, harmless and escaped characters.
-    mod shortcuts {
+    /// Looking listed attributes up finds what walking the whole body finds: bodies built
+    /// from a few keys (in several spellings) and strings with refused, harmless and
+    /// escaped characters.
+    mod listed_attributes {
         use proptest::prelude::*;
 
-        use super::super::{name_of, walk_strings, Refused};
+        use super::super::Refused;
+        use crate::rules::attr::{name_of, pointer_of, walk_strings};
         use crate::rules::context::{RequestView, State};
         use crate::rules::{check, RuleSet};
         use crate::scim::operation::Operation;
@@ -1041,9 +530,8 @@ mod tests {
             RuleSet::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"))
         }
 
-        /// The findings (location, message) of the set's only rule on `body`, with or
-        /// without the scans of the received bytes.
-        fn findings(rules: &RuleSet, body: &str, from_wire: bool) -> Vec<(String, String)> {
+        /// The findings (location, message) of the set's only rule on `body`.
+        fn findings(rules: &RuleSet, body: &str) -> Vec<(String, String)> {
             let query: Result<Query, QueryError> = Ok(Query::default());
             let view = RequestView {
                 operation: Operation::CreateUser,
@@ -1051,8 +539,7 @@ mod tests {
                 query: &query,
                 body: body.as_bytes(),
             };
-            let mut state = State::new(&view);
-            state.from_wire = from_wire;
+            let mut state = State::of(&view);
             check::run(&rules.rules()[0], &view, &mut state);
             state
                 .findings
@@ -1065,14 +552,14 @@ mod tests {
         /// dotted name is listed, found by walking the whole body.
         fn walked(body: &str, listed: &[&str], characters: &str) -> Vec<String> {
             let root: Value = serde_json::from_str(body).unwrap();
-            let refused = Refused::new(characters);
+            let refused = Refused { listed: characters };
             let mut out = Vec::new();
             walk_strings(&root, &mut Vec::new(), &mut |path, text| {
                 let name = name_of(path);
                 let wanted = listed.iter().any(|l| l.eq_ignore_ascii_case(&name))
                     && !name.eq_ignore_ascii_case("schemas");
                 if wanted && refused.first_in(text).is_some() {
-                    out.push(super::super::pointer_of(path));
+                    out.push(pointer_of(path));
                 }
             });
             out
@@ -1142,7 +629,7 @@ mod tests {
             let rules = rule(&format!(
                 r#"{{ kind = "refused-characters", attributes = {LISTED}, characters = "<:" }}"#
             ));
-            let found: Vec<String> = findings(&rules, body, true)
+            let found: Vec<String> = findings(&rules, body)
                 .into_iter()
                 .map(|(at, _)| at)
                 .collect();
@@ -1153,22 +640,6 @@ mod tests {
             #![proptest_config(crate::scim::filter::tests::config(512))]
 
             #[test]
-            fn byte_scans_never_hide_a_finding(body in body()) {
-                for check in [
-                    r#"{ kind = "refused-characters", attributes = ["*"], characters = "" }"#,
-                    r#"{ kind = "refused-characters", attributes = ["*"], except = ["title"], characters = "<>;:%語" }"#,
-                    r#"{ kind = "empty-string" }"#,
-                ] {
-                    let rules = rule(check);
-                    prop_assert_eq!(
-                        findings(&rules, &body, true),
-                        findings(&rules, &body, false),
-                        "{}", check
-                    );
-                }
-            }
-
-            #[test]
             fn listed_attributes_find_what_a_walk_finds(body in body()) {
                 let listed: Vec<&str> = serde_json::from_str(LISTED).unwrap();
                 for characters in ["<>;:%", ""] {
@@ -1176,7 +647,7 @@ mod tests {
                         r#"{{ kind = "refused-characters", attributes = {LISTED}, characters = "{characters}" }}"#
                     ));
                     let found: Vec<String> =
-                        findings(&rules, &body, true).into_iter().map(|(at, _)| at).collect();
+                        findings(&rules, &body).into_iter().map(|(at, _)| at).collect();
                     prop_assert_eq!(found, walked(&body, &listed, characters));
                 }
             }

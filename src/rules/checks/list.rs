@@ -2,7 +2,7 @@
 //! Each check parses what it needs from the [`RequestView`]; parsing a filter costs
 //! about a microsecond and lists are a small share of a sync's traffic.
 
-use super::context::{Reporter, RequestView, State};
+use crate::rules::context::{Reporter, RequestView, State};
 use crate::scim::filter::{AttrPath, CompValue, Filter};
 use crate::scim::Query;
 

@@ -9,12 +9,10 @@
 
 use serde_json::{Map, Value};
 
-use super::check::Check;
-use super::context::{pointer_token, show, Body, Finding, Reporter, RequestView, State};
-use super::lookup::Prepared;
-use super::tree::{self, Members, Node};
-use super::user::{is_urn, ENTERPRISE_URN};
-use super::Rule;
+use crate::rules::attr::{is_urn, ENTERPRISE_URN};
+use crate::rules::check::{self, Check};
+use crate::rules::context::{pointer_token, show, Body, Finding, Reporter, RequestView, State};
+use crate::rules::Rule;
 use crate::scim::filter::AttrPath;
 use crate::scim::patch::PatchOpKind;
 use crate::scim::path::{parse_path, PatchPath};
@@ -83,45 +81,6 @@ pub(crate) fn parsed_path(
 ) -> Option<(&str, Result<PatchPath, crate::scim::ParseError>)> {
     let text = op.get("path")?.as_str()?;
     Some((text, parse_path(text)))
-}
-
-// ---- the same on the borrowed tree, for screening ---------------------------------------
-
-/// [`operations`]: the `Operations` array, or none.
-pub(crate) fn node_operations<'n, 'a>(body: &'n Members<'a>) -> &'n [Node<'a>] {
-    tree::get(body, OPERATIONS)
-        .and_then(Node::as_array)
-        .unwrap_or_default()
-}
-
-/// [`op_text`] of an operation object.
-fn node_op_text<'n>(op: &'n Members<'_>) -> Option<&'n str> {
-    tree::get(op, "op")?.as_str()
-}
-
-/// [`op_kind`] of an operation object.
-pub(crate) fn node_op_kind(op: &Members<'_>) -> Option<PatchOpKind> {
-    node_op_text(op).and_then(kind_of)
-}
-
-/// [`has_path`] of an operation object.
-pub(crate) fn node_has_path(op: &Members<'_>) -> bool {
-    !matches!(tree::get(op, "path"), None | Some(Node::Null))
-}
-
-/// [`parsed_path`] of an operation object.
-fn node_parsed_path<'n>(
-    op: &'n Members<'_>,
-) -> Option<(&'n str, Result<PatchPath, crate::scim::ParseError>)> {
-    let text = tree::get(op, "path")?.as_str()?;
-    Some((text, parse_path(text)))
-}
-
-/// The operation objects of a PatchOp body.
-pub(crate) fn node_operation_objects<'n, 'a>(
-    body: &'n Members<'a>,
-) -> impl Iterator<Item = &'n Members<'a>> {
-    node_operations(body).iter().filter_map(Node::as_object)
 }
 
 /// Whether `urn` is a core schema's URN.
@@ -235,26 +194,10 @@ fn respell_path(text: &str, path: &PatchPath, name: &str) -> String {
 
 // ---- the checks -------------------------------------------------------------------------
 
-/// [`op_supported`] finds nothing: `Operations` is a non-empty array of objects whose
-/// `op` is add, remove or replace in any case.
-pub(crate) fn op_supported_quiet(body: &Members<'_>) -> bool {
-    match tree::get(body, OPERATIONS) {
-        Some(Node::Array(items)) => {
-            !items.is_empty()
-                && items.iter().all(|item| {
-                    item.as_object()
-                        .and_then(node_op_text)
-                        .is_some_and(|text| kind_of(text).is_some())
-                })
-        }
-        _ => false,
-    }
-}
-
 pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
     let Some(body) = state.object() else { return };
     let problem = match body.get(OPERATIONS) {
-        None => Some(match super::user::key_in(body, OPERATIONS) {
+        None => Some(match crate::rules::attr::key_in(body, OPERATIONS) {
             Some(other) => format!("(no Operations: the member is spelled `{other}`)"),
             None => "(no Operations)".to_owned(),
         }),
@@ -289,13 +232,6 @@ pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
     for (i, (at, op)) in hits {
         r.report(state, at, &[("index", i.to_string()), ("op", op)]);
     }
-}
-
-/// [`op_case`] finds nothing.
-pub(crate) fn op_case_quiet(body: &Members<'_>) -> bool {
-    node_operation_objects(body).all(|op| {
-        node_op_text(op).is_none_or(|text| kind_of(text).is_none_or(|k| text == k.as_str()))
-    })
 }
 
 pub(crate) fn op_case(r: &Reporter<'_>, state: &mut State) {
@@ -333,17 +269,6 @@ fn listed_op<'l>(op: &Value, ops: &'l [String]) -> Option<&'l String> {
     ops.iter().find(|o| o.eq_ignore_ascii_case(text))
 }
 
-/// The listed op that an operation object's `op` is, as [`listed_op`].
-fn node_listed_op<'l>(op: &Members<'_>, ops: &'l [String]) -> Option<&'l String> {
-    let text = node_op_text(op)?;
-    ops.iter().find(|o| o.eq_ignore_ascii_case(text))
-}
-
-/// [`path_required`] finds nothing.
-pub(crate) fn path_required_quiet(ops: &[String], body: &Members<'_>) -> bool {
-    node_operation_objects(body).all(|op| node_listed_op(op, ops).is_none() || node_has_path(op))
-}
-
 pub(crate) fn path_required(r: &Reporter<'_>, ops: &[String], state: &mut State) {
     let Some(operations) = operations(state) else {
         return;
@@ -363,23 +288,6 @@ pub(crate) fn path_required(r: &Reporter<'_>, ops: &[String], state: &mut State)
             &[("index", i.to_string()), ("op", op)],
         );
     }
-}
-
-/// [`value_required`] finds nothing.
-pub(crate) fn value_required_quiet(ops: &[String], body: &Members<'_>) -> bool {
-    node_operation_objects(body).all(|op| {
-        let Some(listed) = node_listed_op(op, ops) else {
-            return true;
-        };
-        match tree::get(op, "value") {
-            None => false,
-            Some(Node::Null) => !matches!(
-                kind_of(listed),
-                Some(PatchOpKind::Add | PatchOpKind::Replace)
-            ),
-            Some(_) => true,
-        }
-    })
 }
 
 pub(crate) fn value_required(r: &Reporter<'_>, ops: &[String], state: &mut State) {
@@ -410,21 +318,6 @@ pub(crate) fn value_required(r: &Reporter<'_>, ops: &[String], state: &mut State
             &[("index", i.to_string()), ("op", op)],
         );
     }
-}
-
-/// [`paths`] finds nothing: every path is absent, null, or parses to a listed
-/// attribute spelled as listed.
-pub(crate) fn paths_quiet(attributes: &[String], body: &Members<'_>) -> bool {
-    node_operation_objects(body).all(|op| match tree::get(op, "path") {
-        None | Some(Node::Null) => true,
-        Some(Node::String(text)) => parse_path(text).is_ok_and(|path| {
-            matches!(
-                listed(path.attr(), attributes),
-                Some(Listed { respell: None, .. })
-            )
-        }),
-        Some(_) => false,
-    })
 }
 
 pub(crate) fn paths(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -505,14 +398,6 @@ pub(crate) fn paths(r: &Reporter<'_>, attributes: &[String], state: &mut State) 
     }
 }
 
-/// [`forbidden_op`] finds nothing.
-pub(crate) fn forbidden_op_quiet(op: &str, attributes: &[String], body: &Members<'_>) -> bool {
-    !node_operation_objects(body).any(|item| {
-        node_op_text(item).is_some_and(|text| text.eq_ignore_ascii_case(op))
-            && matches!(node_parsed_path(item), Some((_, Ok(path))) if listed(path.attr(), attributes).is_some())
-    })
-}
-
 pub(crate) fn forbidden_op(r: &Reporter<'_>, op: &str, attributes: &[String], state: &mut State) {
     let Some(ops) = operations(state) else { return };
     let hits: Vec<(usize, String)> = ops
@@ -543,30 +428,6 @@ fn key_listed(key: &str, list: &[String]) -> Option<Listed> {
         Ok(PatchPath::Attr(attr)) => listed(&attr, list),
         _ => None,
     }
-}
-
-/// [`single_operation`] finds nothing.
-pub(crate) fn single_operation_quiet(attributes: &[String], body: &Members<'_>) -> bool {
-    let mut counts = [0usize; 8];
-    if attributes.len() > counts.len() {
-        return false;
-    }
-    for op in node_operation_objects(body) {
-        if node_has_path(op) {
-            if let Some((_, Ok(path))) = node_parsed_path(op) {
-                if let Some(hit) = listed(path.attr(), attributes) {
-                    counts[hit.index] += 1;
-                }
-            }
-        } else if let Some(Node::Object(value)) = tree::get(op, "value") {
-            for (key, _) in value.iter() {
-                if let Some(hit) = key_listed(key, attributes) {
-                    counts[hit.index] += 1;
-                }
-            }
-        }
-    }
-    counts.iter().all(|&count| count <= 1)
 }
 
 pub(crate) fn single_operation(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -621,14 +482,6 @@ fn refused_operators(path: &PatchPath, operators: &[String]) -> Vec<&'static str
         }
     }
     refused
-}
-
-/// [`filter_operators`] finds nothing.
-pub(crate) fn filter_operators_quiet(operators: &[String], body: &Members<'_>) -> bool {
-    node_operation_objects(body).all(|op| match node_parsed_path(op) {
-        Some((_, Ok(path))) => refused_operators(&path, operators).is_empty(),
-        _ => true,
-    })
 }
 
 pub(crate) fn filter_operators(r: &Reporter<'_>, operators: &[String], state: &mut State) {
@@ -693,32 +546,6 @@ fn pathless_parts(value: &Map<String, Value>) -> Vec<(String, Value)> {
         }
     }
     out
-}
-
-/// [`split_pathless`] finds nothing: no path-less add or replace sets several
-/// attributes (counted as [`pathless_parts`] gives them).
-pub(crate) fn split_pathless_quiet(body: &Members<'_>) -> bool {
-    node_operation_objects(body).all(|op| {
-        if !matches!(
-            node_op_kind(op),
-            Some(PatchOpKind::Add | PatchOpKind::Replace)
-        ) || node_has_path(op)
-        {
-            return true;
-        }
-        let Some(Node::Object(value)) = tree::get(op, "value") else {
-            return true;
-        };
-        let parts: usize = value
-            .iter()
-            .filter(|(key, _)| !key.eq_ignore_ascii_case("schemas"))
-            .map(|(key, v)| match v {
-                Node::Object(block) if is_schema_urn(key) => block.len(),
-                _ => 1,
-            })
-            .sum();
-        parts == 0 || (value.len() < 2 && parts < 2)
-    })
 }
 
 pub(crate) fn split_pathless(r: &Reporter<'_>, state: &mut State) {
@@ -787,34 +614,6 @@ pub(crate) fn split_pathless(r: &Reporter<'_>, state: &mut State) {
             r.report(state, at, &vars);
         }
     }
-}
-
-/// [`boolean_string`] finds nothing: no listed attribute is set to a string.
-pub(crate) fn boolean_string_quiet(attributes: &[String], body: &Members<'_>) -> bool {
-    !node_operation_objects(body).any(|op| {
-        if !matches!(
-            node_op_kind(op),
-            Some(PatchOpKind::Add | PatchOpKind::Replace)
-        ) {
-            return false;
-        }
-        if node_has_path(op) {
-            let Some((_, Ok(PatchPath::Attr(attr)))) = node_parsed_path(op) else {
-                return false;
-            };
-            matches!(tree::get(op, "value"), Some(Node::String(_)))
-                && attr.sub_attr.is_none()
-                && listed(&attr, attributes).is_some()
-        } else if let Some(Node::Object(value)) = tree::get(op, "value") {
-            value.iter().any(|(key, v)| {
-                matches!(v, Node::String(_))
-                    && key_listed(key, attributes).is_some()
-                    && !matches!(parse_path(key), Ok(PatchPath::Attr(a)) if a.sub_attr.is_some())
-            })
-        } else {
-            false
-        }
-    })
 }
 
 pub(crate) fn boolean_string(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -923,20 +722,6 @@ fn inner_message(check: &Check) -> String {
     text.to_owned()
 }
 
-/// A state over a pseudo body, for running body checks on one operation's value.
-/// `from_wire`: the operation's value is still as received (its strings are in the
-/// request's bytes).
-fn pseudo_state(body: Value, from_wire: bool) -> State {
-    State {
-        body: Body::Json(body),
-        changed: false,
-        from_wire,
-        findings: Vec::new(),
-        batches: Vec::new(),
-        filter: std::cell::OnceCell::new(),
-    }
-}
-
 /// The pseudo body an operation's value stands for, and the keys that wrap the value in
 /// it (none for a path-less object value). `None` when the operation has no value to
 /// check: not add/replace, a value-filter path, or a value that is not an object in a
@@ -980,62 +765,6 @@ fn unwrap_pseudo(body: Value, keys: &[String]) -> Option<Value> {
     }
 }
 
-/// Whether `quiet` holds for [`pseudo_body`] on the borrowed tree (`true` when the
-/// operation has none).
-fn node_pseudo_body_quiet(op: &Members<'_>, quiet: &mut dyn FnMut(&Node<'_>) -> bool) -> bool {
-    let Some(value) = tree::get(op, "value").filter(|v| **v != Node::Null) else {
-        return true;
-    };
-    if !node_has_path(op) {
-        return !matches!(value, Node::Object(_)) || quiet(value);
-    }
-    let Some((_, Ok(PatchPath::Attr(attr)))) = node_parsed_path(op) else {
-        return true;
-    };
-    let keys: Vec<&str> = extension_urn(&attr)
-        .into_iter()
-        .chain([attr.name.as_str()])
-        .chain(attr.sub_attr.as_deref())
-        .collect();
-    wrapped_quiet(&keys, *value, quiet)
-}
-
-/// `quiet` of `value` inside one-member objects named by `keys`, outermost first; the
-/// objects live on the stack, since the tree's own live in an arena.
-fn wrapped_quiet(keys: &[&str], value: Node<'_>, quiet: &mut dyn FnMut(&Node<'_>) -> bool) -> bool {
-    match keys.split_last() {
-        None => quiet(&value),
-        Some((last, outer)) => {
-            let member = [(*last, value)];
-            wrapped_quiet(outer, Node::Object(&member), quiet)
-        }
-    }
-}
-
-/// [`values`] finds nothing: every inner check is quiet on every pseudo body.
-pub(crate) fn values_quiet(
-    checks: &[Check],
-    prepared: &[Prepared],
-    request: &RequestView<'_>,
-    body: &Members<'_>,
-) -> bool {
-    node_operation_objects(body).all(|op| {
-        if !matches!(
-            node_op_kind(op),
-            Some(PatchOpKind::Add | PatchOpKind::Replace)
-        ) {
-            return true;
-        }
-        node_pseudo_body_quiet(op, &mut |pseudo| {
-            checks.len() == prepared.len()
-                && checks
-                    .iter()
-                    .zip(prepared)
-                    .all(|(check, p)| super::check::quiet(check, p, request, Some(pseudo), None))
-        })
-    })
-}
-
 pub(crate) fn values(
     r: &Reporter<'_>,
     checks: &[Check],
@@ -1056,7 +785,7 @@ pub(crate) fn values(
         let Some((body, keys)) = item.as_object().and_then(pseudo_body) else {
             continue;
         };
-        let mut inner = pseudo_state(body, state.wire_body(request).is_some());
+        let mut inner = State::new(Body::Json(body));
         for check in checks {
             let rule = Rule {
                 check: check.clone(),
@@ -1064,7 +793,7 @@ pub(crate) fn values(
                 ..r.rule.clone()
             };
             let reporter = Reporter { rule: &rule };
-            super::check::run_check(check, &reporter, request, &mut inner);
+            check::run_check(check, &reporter, request, &mut inner);
         }
         if inner.findings.is_empty() {
             continue;
