@@ -211,6 +211,7 @@ fn clock_now(clock: &FakeRelativeClock) -> Duration {
 struct Replica {
     addr: SocketAddr,
     metrics: Metrics,
+    readiness: scimguard::admin::Readiness,
     pipeline: std::sync::Arc<scimguard::pipeline::Pipeline>,
     _stop: oneshot::Sender<()>,
 }
@@ -234,6 +235,7 @@ async fn replica_with(args: RunArgs) -> Replica {
     let proxy = Proxy::from_config(&config).unwrap();
     let metrics = proxy.metrics.clone();
     let pipeline = proxy.pipeline.clone();
+    let readiness = proxy.readiness.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -243,6 +245,7 @@ async fn replica_with(args: RunArgs) -> Replica {
     Replica {
         addr,
         metrics,
+        readiness,
         pipeline,
         _stop: stop,
     }
@@ -452,4 +455,60 @@ async fn the_guard_state_is_shared_by_replicas() {
 
     a.pipeline.guard().unwrap().release("t-3").await.unwrap();
     assert_eq!(send(&client, delete(b.addr, 9)).await.0.as_u16(), 201);
+}
+
+/// While the store does not answer, `deny` answers 503 with Retry-After and `allow`
+/// admits: never a 429 (nothing is over a rate) nor a 500, and no request waits long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_store_is_answered_by_the_failure_mode_never_429_or_500() {
+    // A port nobody listens on: the store refuses every connection.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!(
+            "redis://127.0.0.1:{}/0",
+            listener.local_addr().unwrap().port()
+        )
+    };
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let client = http_client();
+    for (failure, expected) in [
+        (StoreFailure::Deny, StatusCode::SERVICE_UNAVAILABLE),
+        (StoreFailure::Allow, StatusCode::CREATED),
+    ] {
+        let r = replica_with(RunArgs {
+            upstream: Some(upstream.url()),
+            rate: Some(1),
+            burst: Some(1),
+            throttle: Some(ThrottleMode::Reject),
+            throttle_store: Some(dead.clone()),
+            throttle_store_failure: Some(failure),
+            ..RunArgs::default()
+        })
+        .await;
+        let start = Instant::now();
+        for i in 0..20 {
+            let request = Request::builder()
+                .uri(format!("http://{}/t-4/scim/v2/Users/u{i}", r.addr))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let (status, headers, body, _) = send(&client, request).await;
+            assert_eq!(status, expected, "{failure}: {body:?}");
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert!(headers.contains_key("retry-after"));
+                let detail = String::from_utf8_lossy(&body);
+                assert!(detail.contains("--throttle-store-failure"), "{detail}");
+            }
+        }
+        // The breaker: one request in a second waits for the store, not all twenty.
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            gauge(&r.metrics, failure.as_str()),
+            "{}",
+            r.metrics.render()
+        );
+    }
 }
