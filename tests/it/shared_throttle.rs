@@ -320,6 +320,8 @@ async fn two_replicas_share_one_budget_and_survive_the_store() {
     // Each replica on its local share (5/s, burst 5): together under one budget.
     assert!((ok as f64) <= (10.0 + 10.0 * 3.0) * 1.15, "{ok}");
     for replica in [&a, &b] {
+        // A dead store is not a reason to take the replica out of the load balancer.
+        assert_eq!(replica.readiness.check(), Ok(()));
         assert!(
             gauge(&replica.metrics, "local"),
             "{}",
