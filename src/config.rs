@@ -731,4 +731,49 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn the_store_and_the_guard_come_from_the_file_too() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            guard_deletes = 7
+            guard_window = "2m"
+            [throttle]
+            store = "redis://:hunter2@cache:6379/1"
+            store_failure = "deny"
+            replicas = 3
+            "#,
+        )
+        .unwrap();
+        let cfg = Config::merge(&RunArgs::default(), file).unwrap();
+        let store = cfg.throttle_store.unwrap();
+        assert_eq!(store.redacted(), "redis://***@cache:6379/1");
+        assert_eq!(store.failure, crate::throttle::StoreFailure::Deny);
+        assert_eq!(store.replicas, 3);
+        assert_eq!(cfg.guard.limit, 7);
+        assert_eq!(cfg.guard.window, Duration::from_secs(120));
+
+        let lonely = FileConfig {
+            throttle: ThrottleSection {
+                replicas: Some(2),
+                ..ThrottleSection::default()
+            },
+            ..FileConfig::default()
+        };
+        let err = Config::merge(&RunArgs::default(), lonely)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--throttle-store") && err.contains("Fix:"),
+            "{err}"
+        );
+        let bad = RunArgs {
+            throttle_store: Some("http://:hunter2@cache".into()),
+            ..RunArgs::default()
+        };
+        let err = Config::merge(&bad, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2") && err.contains("Fix:"), "{err}");
+    }
 }
