@@ -89,6 +89,11 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = crate::offline::Format::Text)]
     pub format: crate::offline::Format,
 
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
+
     #[command(flatten)]
     pub selection: RulesSelection,
 }
@@ -96,9 +101,15 @@ pub struct CheckArgs {
 /// Flags of `scimguard export-har`.
 #[derive(Debug, Args)]
 pub struct ExportHarArgs {
-    /// The capture (its rotated files .1 … .5 are read too, oldest first).
-    #[arg(value_name = "CAPTURE")]
-    pub capture: PathBuf,
+    /// Captures (each one's rotated files .1 … .5 are read too, oldest first);
+    /// several captures, e.g. one per replica, are merged by time.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
 
     /// The scheme and host the HAR's URLs get (the capture has paths only).
     #[arg(long, default_value = crate::har::DEFAULT_BASE_URL, value_name = "URL")]
@@ -108,9 +119,15 @@ pub struct ExportHarArgs {
 /// Flags of `scimguard replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The capture to re-send.
-    #[arg(value_name = "CAPTURE")]
-    pub capture: PathBuf,
+    /// The captures to re-send; several captures, e.g. one per replica, are merged by
+    /// time.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Where to send: the emulator, or scimguard in front of AWS (its URL; the
     /// captured paths are appended to its path).
@@ -342,6 +359,11 @@ pub struct RunArgs {
     /// Write one JSON explanation per exchange to this file (schema in README.md).
     #[arg(long, env = "SCIMGUARD_EXPLAIN_LOG", value_name = "FILE")]
     pub explain_log: Option<PathBuf>,
+
+    /// With --record: the name every record carries, so captures of several replicas
+    /// can be merged and told apart [default: the host name].
+    #[arg(long, env = "SCIMGUARD_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
 
     /// Serve /metrics, /healthz and /readyz on this address (keep it on loopback; never
     /// the proxy's port), e.g. 127.0.0.1:9090 [default: off].

@@ -224,6 +224,7 @@ pub struct FileConfig {
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
     pub explain_log: Option<PathBuf>,
+    pub replica_name: Option<String>,
     pub log_format: Option<crate::logging::LogFormat>,
 }
 
@@ -488,10 +489,26 @@ impl Config {
             let options = crate::record::RecordOptions {
                 max_bytes: args.record_max_bytes.or(file.record_max_bytes),
                 redact_pii: args.redact_pii || file.redact_pii.unwrap_or(false),
+                replica: Some(
+                    args.replica_name
+                        .clone()
+                        .or(file.replica_name.clone())
+                        .unwrap_or_else(crate::record::default_replica_name),
+                ),
                 ..crate::record::RecordOptions::default()
             };
             (path, options)
         });
+        if record
+            .as_ref()
+            .is_some_and(|(_, o)| o.replica.as_deref().is_some_and(str::is_empty))
+        {
+            return Err(ConfigError::setting(
+                "replica_name",
+                "an empty name cannot tell replicas apart",
+                "give each replica a name of its own, e.g. --replica-name scimguard-a, or leave it out to use the host name",
+            ));
+        }
         if record.as_ref().is_some_and(|(_, o)| o.max_bytes == Some(0)) {
             return Err(ConfigError::setting(
                 "record_max_bytes",

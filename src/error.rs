@@ -36,6 +36,10 @@ pub enum ErrorKind {
         "the request target `{0}` has no path; send an origin-form target such as /scim/v2/Users"
     )]
     NoPath(String),
+    #[error("the request target is {length} bytes long, over scimguard's limit of {limit} bytes")]
+    TargetTooLong { length: usize, limit: usize },
+    #[error("the request path `{path}` has a `{segment}` segment (dot-segments such as /../, /./ and %2e%2e could climb out of the upstream URL's path into another tenant's), so it was not forwarded")]
+    DotSegment { path: String, segment: String },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("scimguard's local throttle refused the request ({}); retry after {retry_after:?}", reason.describe())]
@@ -58,7 +62,8 @@ impl Error {
     pub fn status(&self) -> u16 {
         match &self.kind {
             ErrorKind::BodyTooLarge { .. } => 413,
-            ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => 400,
+            ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) | ErrorKind::DotSegment { .. } => 400,
+            ErrorKind::TargetTooLong { .. } => 414,
             ErrorKind::Upstream(e) => e.status(),
             ErrorKind::Throttled { .. } => 429,
             ErrorKind::Internal(_) => 500,
@@ -67,9 +72,11 @@ impl Error {
 
     pub fn blame(&self) -> Blame {
         match &self.kind {
-            ErrorKind::BodyTooLarge { .. } | ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => {
-                Blame::Client
-            }
+            ErrorKind::BodyTooLarge { .. }
+            | ErrorKind::BodyRead(_)
+            | ErrorKind::NoPath(_)
+            | ErrorKind::TargetTooLong { .. }
+            | ErrorKind::DotSegment { .. } => Blame::Client,
             ErrorKind::Upstream(_) => Blame::Upstream,
             ErrorKind::Throttled { .. } => Blame::Client,
             ErrorKind::Internal(_) => Blame::Proxy,
@@ -83,6 +90,12 @@ impl Error {
                 "Split the change into smaller requests (at most 100 group members per PATCH)."
             }
             ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => "Check the IdP's SCIM endpoint URL.",
+            ErrorKind::TargetTooLong { .. } => {
+                "AWS's own targets are short; shorten the query (e.g. a filter with fewer terms) or check the IdP's SCIM endpoint URL."
+            }
+            ErrorKind::DotSegment { .. } => {
+                "Send the resource's own path, such as /{tenant}/scim/v2/Users/{id}, with no . or .. segments."
+            }
             ErrorKind::Upstream(UpstreamError::Timeout { .. }) => {
                 "The request may or may not have been applied; check the resource before retrying."
             }

@@ -132,6 +132,9 @@ pub struct Exchange {
     pub received: Option<crate::record::ReceivedRequest>,
     /// When recording: what was sent upstream instead (the rewrite, then each batch).
     pub forwarded: Vec<crate::record::RecordedRequest>,
+    /// The secret values the request carried, scrubbed from every free text before
+    /// any output ([`crate::redact::scrub_exchange`]).
+    pub secrets: crate::redact::Secrets,
 }
 
 impl Exchange {
@@ -159,6 +162,7 @@ impl Exchange {
             blame: None,
             received: None,
             forwarded: Vec::new(),
+            secrets: crate::redact::Secrets::default(),
         }
     }
 

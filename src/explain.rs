@@ -2,13 +2,9 @@
 //! path, operation, verdict, status and timings, then one line per finding with the
 //! rule, the action (as "would …" in observe mode), the place, the message and the fix.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::path::Path;
 
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::Blame;
 use crate::exchange::Exchange;
@@ -112,6 +108,7 @@ pub fn to_json(exchange: &Exchange) -> serde_json::Value {
         },
         "hints": exchange.hints,
         "error": exchange.error,
+        "blame": exchange.blame.map(Blame::as_str),
         "throttle": exchange.throttle,
         "timings": {
             "total_us": exchange.started.elapsed().as_micros() as u64,
@@ -121,86 +118,48 @@ pub fn to_json(exchange: &Exchange) -> serde_json::Value {
     })
 }
 
-/// Lines queued for the explanation log before new ones are dropped (and counted).
-const EXPLAIN_QUEUE: usize = 1024;
-
-enum Line {
-    Text(String),
-    Close(oneshot::Sender<()>),
-}
-
-/// `--explain-log FILE`: one JSON explanation per line, written by a task fed through a
-/// bounded queue, so a slow disk never holds a request up.
-#[derive(Clone)]
+/// `--explain-log FILE`: one JSON explanation per line, written by the capture's
+/// writer ([`crate::record::writer::LineWriter`]): mode 0600, a bounded queue, so a
+/// slow disk never holds a request up, and only whole lines, even on a full disk.
+#[derive(Clone, Debug)]
 pub struct ExplainLog {
-    sender: mpsc::Sender<Line>,
-    dropped: Arc<AtomicU64>,
-    closed: Arc<Mutex<bool>>,
-    path: PathBuf,
+    lines: crate::record::writer::LineWriter,
 }
 
 impl ExplainLog {
-    /// Opens (appends to) the file and starts its writer on the current runtime.
+    /// Opens (appends to) the file, mode 0600, and starts its writer.
     pub fn open(path: &Path) -> std::io::Result<ExplainLog> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        let (sender, mut receiver) = mpsc::channel::<Line>(EXPLAIN_QUEUE);
-        tokio::task::spawn_blocking(move || {
-            let mut out = std::io::BufWriter::new(file);
-            while let Some(line) = receiver.blocking_recv() {
-                match line {
-                    Line::Text(text) => {
-                        let _ = out.write_all(text.as_bytes());
-                        // Written as it completes: a kill loses at most what is queued.
-                        if receiver.is_empty() {
-                            let _ = out.flush();
-                        }
-                    }
-                    Line::Close(done) => {
-                        let _ = out.flush();
-                        let _ = done.send(());
-                        return;
-                    }
-                }
-            }
-            let _ = out.flush();
-        });
+        let options = crate::record::writer::LineOptions {
+            what: "explanation log",
+            max_bytes: None,
+            channel: crate::record::DEFAULT_CHANNEL,
+        };
         Ok(ExplainLog {
-            sender,
-            dropped: Arc::new(AtomicU64::new(0)),
-            closed: Arc::new(Mutex::new(false)),
-            path: path.to_owned(),
+            lines: crate::record::writer::LineWriter::open(path, options)?,
         })
     }
 
-    /// Queues the exchange's explanation; never waits. A full queue drops the line and
-    /// says so in the log with the running count.
+    /// Counts every line dropped from now on in `metrics`
+    /// (`scimguard_explain_log_drops_total`).
+    pub fn count_drops_in(&self, metrics: crate::metrics::Metrics) {
+        self.lines.on_drop(move |n| metrics.explain_log_drops(n));
+    }
+
+    /// Queues the exchange's explanation; never waits. A full queue drops the line,
+    /// counts it and says so in the log.
     pub fn write(&self, exchange: &Exchange) {
-        let mut text = to_json(exchange).to_string();
-        text.push('\n');
-        if self.sender.try_send(Line::Text(text)).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(path = %self.path.display(), dropped, "explanation log queue full: a line was dropped");
-        }
+        let id = exchange.id.text();
+        self.lines
+            .send(to_json(exchange).to_string().into_bytes(), id.as_str());
     }
 
     /// Lines dropped so far.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.lines.dropped()
     }
 
     /// Writes everything queued and stops the writer.
     pub async fn close(&self) {
-        let mut closed = self.closed.lock().await;
-        if *closed {
-            return;
-        }
-        let (done, finished) = oneshot::channel();
-        if self.sender.send(Line::Close(done)).await.is_ok() {
-            let _ = finished.await;
-        }
-        *closed = true;
+        self.lines.close().await;
     }
 }

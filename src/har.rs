@@ -28,13 +28,24 @@ use crate::scim::percent::percent_decode;
 pub const DEFAULT_BASE_URL: &str = "http://scimguard.invalid";
 
 /// HAR 1.2 for `records`; URLs are `base_url` + path + query.
+///
+/// Each record is redacted again on the way ([`crate::record::sanitize`]), so a capture
+/// written by an older scimguard, whose secret names were fewer, exports no secret.
 pub fn to_har(records: &[Record], base_url: &str) -> Value {
     let base = base_url.trim_end_matches('/');
+    let entries: Vec<Value> = records
+        .iter()
+        .map(|record| {
+            let mut record = record.clone();
+            crate::record::sanitize(&mut record, None);
+            entry(&record, base)
+        })
+        .collect();
     json!({
         "log": {
             "version": "1.2",
             "creator": {"name": "scimguard", "version": env!("CARGO_PKG_VERSION")},
-            "entries": records.iter().map(|r| entry(r, base)).collect::<Vec<_>>(),
+            "entries": entries,
         }
     })
 }
@@ -217,11 +228,28 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn secrets_an_older_capture_kept_are_redacted_on_export() {
+        let mut record = records().remove(0);
+        record.request.query = Some("sig=s-9f8e7d&count=1".into());
+        record
+            .request
+            .headers
+            .push(("x-session".into(), "h-6c5b4a".into()));
+        record.request.body = Body::from(r#"{"userName":"b","passwd":"p-3a2b1c"}"#);
+        let har = to_har(&[record], DEFAULT_BASE_URL).to_string();
+        for secret in ["s-9f8e7d", "h-6c5b4a", "p-3a2b1c"] {
+            assert!(!har.contains(secret), "{secret} in {har}");
+        }
+        assert!(har.contains("count=1") && har.contains("userName"), "{har}");
+    }
+
     fn records() -> Vec<Record> {
         let base = Record {
             version: RECORD_VERSION,
             id: "0".repeat(32),
             time: "2024-05-01T12:34:56.123456Z".into(),
+            replica: None,
             tenant: Some("t-1".into()),
             operation: "CreateUser".into(),
             mode: "enforce".into(),

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`cli`], [`config`] | raw flags (clap) → one validated [`config::Config`] (file + env + flags) |
 //! | [`server`] | accept, TLS, HTTP/1.1 and h2, header timeout, graceful shutdown |
+//! | [`target`], [`unparsed`] | the request target's length and dot-segments; AWS-shaped answers to what hyper refuses |
 //! | [`pipeline`] | THE flow of one request: every phase, in order |
 //! | [`exchange`] | the per-request record the phases share |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
@@ -20,6 +21,7 @@
 //! | [`throttle`] | budgets per tenant, local (governor) or shared in Redis: admit, wait, or refuse with Retry-After |
 //! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
+//! | [`redact`] | THE one redaction of secrets (and PII) used by every output |
 //! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |
 //! | [`logging`] | tracing-subscriber's text or JSON lines, through a buffered writer thread |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
@@ -42,18 +44,20 @@ pub mod exchange;
 pub mod explain;
 pub mod guard;
 pub mod har;
-pub mod json_syntax;
 pub mod logging;
 pub mod metrics;
 pub mod offline;
 pub mod pipeline;
 pub mod record;
+pub mod redact;
 pub mod replay;
 pub mod rules;
 pub mod scim;
 pub mod server;
+pub mod target;
 pub mod throttle;
 pub mod tls;
+pub mod unparsed;
 pub mod upstream;
 pub mod verdict;
 
@@ -189,6 +193,9 @@ impl Proxy {
             )?),
             None => None,
         };
+        if let Some(recorder) = &recorder {
+            recorder.count_drops_in(metrics.clone());
+        }
         let explain_log = match &config.explain_log {
             Some(path) => {
                 Some(
@@ -201,6 +208,9 @@ impl Proxy {
             }
             None => None,
         };
+        if let Some(log) = &explain_log {
+            log.count_drops_in(metrics.clone());
+        }
         Ok(Proxy {
             pipeline: Pipeline::new(
                 upstream,

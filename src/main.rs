@@ -13,9 +13,10 @@ use scimguard::logging::LogFormat;
 use scimguard::{tls, Proxy, StartError};
 use tokio::net::TcpListener;
 
-/// mimalloc instead of glibc malloc: a proxied CreateUser allocates for its headers,
-/// its parsed body and its explanation, and glibc's malloc + free took 50k of its 243k
-/// instructions (callgrind); with mimalloc the request costs 204k.
+/// mimalloc instead of glibc malloc: every proxied request allocates for its headers,
+/// its parsed body and its explanation, on whichever worker thread runs it, and
+/// mimalloc's per-thread free lists serve that pattern with less work and less
+/// fragmentation than glibc's arenas.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -263,7 +264,8 @@ fn check(args: CheckArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    let outcome = scimguard::offline::check_files(&config.rules, &args.files, args.format);
+    let outcome =
+        scimguard::offline::check_files(&config.rules, &args.files, args.format, args.strict);
     print!("{}", outcome.stdout);
     eprint!("{}", outcome.stderr);
     ExitCode::from(u8::try_from(outcome.code).unwrap_or(EXIT_CONFIG))
@@ -271,7 +273,7 @@ fn check(args: CheckArgs) -> ExitCode {
 
 /// `scimguard export-har CAPTURE`: HAR 1.2 on stdout.
 fn export_har(args: ExportHarArgs) -> ExitCode {
-    match scimguard::record::read_capture_all(&args.capture) {
+    match read_captures(&args.captures, args.strict) {
         Ok(records) => {
             let har = scimguard::har::to_har(&records, &args.base_url);
             println!("{}", serde_json::to_string_pretty(&har).unwrap_or_default());
@@ -283,7 +285,7 @@ fn export_har(args: ExportHarArgs) -> ExitCode {
 
 /// `scimguard replay CAPTURE --target URL`: 0 when every status matched, else 1.
 fn replay(args: ReplayArgs) -> ExitCode {
-    let records = match scimguard::record::read_capture_all(&args.capture) {
+    let records = match read_captures(&args.captures, args.strict) {
         Ok(records) => records,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
@@ -305,6 +307,19 @@ fn replay(args: ReplayArgs) -> ExitCode {
         }
         Err(e) => fail(EXIT_CONFIG, &e),
     }
+}
+
+/// Reads captures with [`scimguard::record::captures`], printing each skipped line's
+/// warning on stderr.
+fn read_captures(
+    paths: &[std::path::PathBuf],
+    strict: bool,
+) -> Result<Vec<scimguard::record::Record>, scimguard::record::CaptureError> {
+    let capture = scimguard::record::captures(paths, strict)?;
+    for warning in &capture.warnings {
+        eprintln!("scimguard: warning: {warning}");
+    }
+    Ok(capture.records)
 }
 
 fn cert(args: CertArgs) -> ExitCode {

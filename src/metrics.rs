@@ -24,6 +24,7 @@
 //! | `scimguard_guard_tripped` | gauge | `tenant` (1 while the blast-radius guard holds it; only tenants the guard has tripped for, at most its 10,000) |
 //! | `scimguard_guard_held_total` | counter | `operation` |
 //! | `scimguard_guard_trips_total`, `scimguard_guard_releases_total` | counter | |
+//! | `scimguard_explain_log_drops_total` | counter | |
 //!
 //! Labels are bounded sets: operation names, verdicts, rule ids from the loaded rules,
 //! HTTP statuses. Tenants are never a label (clients choose them, so they are unbounded).
@@ -83,6 +84,7 @@ struct Inner {
     guard_held: Family<OperationLabels, Counter>,
     guard_trips: Counter,
     guard_releases: Counter,
+    explain_drops: Counter,
     /// Read at every render, so the gauge is current when scraped.
     queue_depth_source: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -202,6 +204,7 @@ impl Metrics {
             "Throttle decisions taken without the shared store, by --throttle-store-failure",
             throttle_store_fallbacks.clone(),
         );
+        let explain_drops = Counter::default();
         registry.register(
             "requests",
             "Requests answered, by SCIM operation and verdict (forwarded, rewritten, rejected, error, or what the pipeline names)",
@@ -249,8 +252,13 @@ impl Metrics {
         );
         registry.register(
             "recording_drops",
-            "Exchanges the recorder dropped because its buffer was full",
+            "Exchanges the recorder could not write: a full queue or a failed write (a full disk)",
             drops.clone(),
+        );
+        registry.register(
+            "explain_log_drops",
+            "Explanations --explain-log could not write: a full queue or a failed write",
+            explain_drops.clone(),
         );
         Metrics {
             inner: Arc::new(Inner {
@@ -272,6 +280,7 @@ impl Metrics {
                 guard_held,
                 guard_trips,
                 guard_releases,
+                explain_drops,
                 queue_depth_source: OnceLock::new(),
             }),
         }
@@ -409,6 +418,11 @@ impl Metrics {
     /// One exchange the recorder dropped.
     pub fn record_drop(&self) {
         self.inner.drops.inc();
+    }
+
+    /// `n` explanations `--explain-log` could not write.
+    pub fn explain_log_drops(&self, n: u64) {
+        self.inner.explain_drops.inc_by(n);
     }
 
     /// The exposition: OpenMetrics text, served as [`CONTENT_TYPE`].

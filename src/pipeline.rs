@@ -4,7 +4,7 @@
 //! | # | phase     | here                                                                 |
 //! |---|-----------|----------------------------------------------------------------------|
 //! | 1 | accept    | [`crate::server`]: TCP → TLS → HTTP, one span per connection          |
-//! | 2 | capture   | [`capture_body`]: the body under a size cap (413 beyond)              |
+//! | 2 | capture   | [`crate::target::check`], then [`capture_body`] under a size cap (413) |
 //! | 3 | classify  | [`crate::scim::classify`]: method + path → `Operation`; query decoded |
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
@@ -194,6 +194,9 @@ impl Pipeline {
             }
         };
         let response = self.stamp(&mut exchange, response);
+        // Before any output: no secret the request carried reaches the capture, the log,
+        // the explanation log or the web view through a free text.
+        crate::redact::scrub_exchange(&mut exchange);
         // 9. record
         let response = match &self.recorder {
             Some(recorder) => self.record(recorder, &mut exchange, response).await,
@@ -202,6 +205,31 @@ impl Pipeline {
         // 10. explain
         self.explain(&mut exchange);
         response
+    }
+
+    /// The answer to what hyper refused before it became a request ([`crate::unparsed`]):
+    /// AWS-shaped, with a request id, counted and logged like any request.
+    pub fn unparsed(&self, status: StatusCode) -> Vec<u8> {
+        let id = crate::exchange::RequestId::new();
+        let error = ScimError::new(status.as_u16(), crate::unparsed::detail(status));
+        let blame = crate::error::Blame::Client;
+        self.metrics.request("-", Outcome::Error.as_str());
+        self.metrics.error(blame);
+        let span = tracing::info_span!("request", id = %id);
+        span.in_scope(|| {
+            tracing::info!(
+                target: "scimguard::request",
+                method = "-",
+                path = "-",
+                operation = "-",
+                verdict = %Outcome::Error.as_str(),
+                status = status.as_u16(),
+                blame = %blame.as_str(),
+                error = error.detail.as_str(),
+                "request"
+            )
+        });
+        crate::unparsed::http1_answer(status, &id, &error)
     }
 
     /// Notes the answer's status and gives it the request id, the outcome and the rules
@@ -233,6 +261,8 @@ impl Pipeline {
             };
             exchange.hints = self.rules.hints(&exchange.findings, answer);
         }
+        // Hints quote AWS's detail: scrubbed too before any output.
+        crate::redact::scrub_exchange(exchange);
         self.count(exchange);
         crate::explain::log(exchange);
         if let Some(log) = &self.explain_log {
@@ -257,7 +287,6 @@ impl Pipeline {
         });
         let id = exchange.id.text();
         let time = crate::record::rfc3339_since(exchange.started);
-        let dropped_before = recorder.dropped();
         recorder.record_exchange(ExchangeRecord {
             id: id.as_str(),
             time: &time,
@@ -282,9 +311,6 @@ impl Pipeline {
                     .map(|_| exchange.throttle_wait.as_micros() as u64),
             },
         });
-        if recorder.dropped() > dropped_before {
-            self.metrics.record_drop();
-        }
         Response::from_parts(parts, Full::new(body))
     }
 
@@ -345,8 +371,9 @@ impl Pipeline {
         conn: ConnInfo,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
-        // 2. capture
+        // 2. capture: the target's own checks, then the body
         let (parts, body) = request.into_parts();
+        crate::target::check(&parts.uri)?;
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         if self.recorder.is_some() {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -367,15 +394,16 @@ impl Pipeline {
             outbound.path_and_query.as_str(),
             &body,
         );
-        if judgement.evaluation.body_is_json {
-            if let Some(received) = &mut exchange.received {
-                received.body.mark_known_json();
-            }
-        }
         let classified = judgement.classified;
         exchange.tenant = classified.tenant().map(str::to_owned);
         exchange.operation = Some(classified.operation);
+        exchange.secrets = crate::redact::Secrets::of_request(
+            outbound.path_and_query.as_str(),
+            &outbound.headers,
+            &body,
+        );
         exchange.findings = judgement.evaluation.findings;
+        exchange.secrets.scrub_findings(&mut exchange.findings);
         exchange.verdict = Outcome::from(&judgement.verdict);
         outbound.tenant = exchange.tenant.clone().unwrap_or_default();
         outbound.class = OpClass::of(classified.operation, &outbound.method);
@@ -384,7 +412,10 @@ impl Pipeline {
         // The request as received, for the guard (counts before batches are split).
         let original = body.clone();
         let (body, changed, batches) = match judgement.verdict {
-            Verdict::Reject(error) => return Ok(scim_response(&error)),
+            Verdict::Reject(mut error) => {
+                exchange.secrets.scrub_string(&mut error.detail);
+                return Ok(scim_response(&error));
+            }
             Verdict::Forward => (body, false, Vec::new()),
             Verdict::Rewrite { body, batches } => (Bytes::from(body), true, batches),
         };
@@ -422,7 +453,7 @@ impl Pipeline {
         if batches.is_empty() {
             return Ok(first);
         }
-        Box::pin(self.forward_batches(&outbound, &classified.prefix, first, batches, exchange))
+        self.forward_batches(&outbound, &classified.prefix, first, batches, exchange)
             .await
     }
 

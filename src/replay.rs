@@ -380,6 +380,7 @@ mod tests {
             version: RECORD_VERSION,
             id: format!("{i:032x}"),
             time: "2024-05-01T00:00:00.000000Z".into(),
+            replica: None,
             tenant: Some("t-1".into()),
             operation: "CreateUser".into(),
             mode: "enforce".into(),

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::exchange::ConnInfo;
 use crate::pipeline::Body;
+use crate::unparsed::Answering;
 
 /// What answers requests on a listener. Implementations never fail: every error is a
 /// response.
@@ -29,6 +30,12 @@ pub trait Handler: Send + Sync + 'static {
         request: http::Request<hyper::body::Incoming>,
         conn: ConnInfo,
     ) -> impl Future<Output = http::Response<Body>> + Send;
+
+    /// The whole HTTP/1.1 answer to what hyper refused before it became a request (see
+    /// [`crate::unparsed`]); `None` keeps hyper's bare status.
+    fn unparsed(&self, _status: http::StatusCode) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl Handler for crate::pipeline::Pipeline {
@@ -38,6 +45,10 @@ impl Handler for crate::pipeline::Pipeline {
         conn: ConnInfo,
     ) -> impl Future<Output = http::Response<Body>> + Send {
         crate::pipeline::Pipeline::handle(self, request, conn)
+    }
+
+    fn unparsed(&self, status: http::StatusCode) -> Option<Vec<u8>> {
+        Some(crate::pipeline::Pipeline::unparsed(self, status))
     }
 }
 
@@ -141,6 +152,7 @@ async fn serve_connection<H: Handler>(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let _ = stream.set_nodelay(true);
+    let refusals = pipeline.clone();
     let service = service_fn(move |request| {
         let pipeline = pipeline.clone();
         async move { Ok::<_, Infallible>(pipeline.handle(request, conn).await) }
@@ -149,7 +161,7 @@ async fn serve_connection<H: Handler>(
     let result = match options.tls {
         None => {
             watcher
-                .watch(h1.serve_connection(TokioIo::new(stream), service))
+                .watch(h1.serve_connection(TokioIo::new(Answering::new(stream, refusals)), service))
                 .await
         }
         Some(acceptor) => {
@@ -168,10 +180,12 @@ async fn serve_connection<H: Handler>(
                     }
                 };
             let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let io = TokioIo::new(tls);
             if is_h2 {
-                watcher.watch(h2.serve_connection(io, service)).await
+                watcher
+                    .watch(h2.serve_connection(TokioIo::new(tls), service))
+                    .await
             } else {
+                let io = TokioIo::new(Answering::new(tls, refusals));
                 watcher.watch(h1.serve_connection(io, service)).await
             }
         }

@@ -281,7 +281,19 @@ fn an_upstream_failure_is_the_outcome_error_in_the_header_metrics_and_log() {
         .local_addr()
         .unwrap();
     let upstream = format!("http://{free}");
-    let proxy = Running::start(&["--upstream", &upstream, "--admin", "127.0.0.1:0"], 2);
+    let dir = tempfile::tempdir().unwrap();
+    let explain = dir.path().join("explain.jsonl");
+    let proxy = Running::start(
+        &[
+            "--upstream",
+            &upstream,
+            "--admin",
+            "127.0.0.1:0",
+            "--explain-log",
+            explain.to_str().unwrap(),
+        ],
+        2,
+    );
     let admin: SocketAddr = proxy
         .banner("Metrics:")
         .trim_start_matches("http://")
@@ -339,4 +351,163 @@ fn an_upstream_failure_is_the_outcome_error_in_the_header_metrics_and_log() {
     assert!(line.contains("verdict=error"), "{line}");
     assert!(line.contains("status=502"), "{line}");
     assert!(line.contains("blame=upstream"), "{line}");
+    let explained: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&explain).unwrap().trim()).unwrap();
+    assert_eq!(explained["verdict"], "error", "{explained}");
+    assert_eq!(explained["blame"], "upstream", "{explained}");
+    assert_eq!(explained["status"], 502, "{explained}");
+}
+
+/// `raw` off the async workers, for tests that also run an in-process upstream.
+async fn raw_async(addr: SocketAddr, request: Vec<u8>) -> String {
+    tokio::task::spawn_blocking(move || raw(addr, &request))
+        .await
+        .unwrap()
+}
+
+/// Asserts an AWS-shaped SCIM error of `status` with scimguard's request id and the
+/// outcome `error`; returns its detail.
+fn assert_own_refusal(answer: &str, status: u16) -> String {
+    assert_eq!(status_of(answer), status, "{answer}");
+    let id = header(answer, "x-scimguard-request-id").expect("a request id");
+    assert_eq!(id.len(), 32, "{answer}");
+    assert_eq!(
+        header(answer, "x-scimguard-verdict"),
+        Some("error"),
+        "{answer}"
+    );
+    let (body_status, detail) = crate::support::scim_error(body_of(answer).as_bytes());
+    assert_eq!(body_status, status.to_string());
+    detail
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_layer_refusals_are_aws_shaped_with_a_request_id_and_a_log_line() {
+    let upstream = crate::support::TestUpstream::start(crate::support::Behaviour::Answer).await;
+    let proxy = Running::start(&["--upstream", &upstream.url()], 1);
+    let get = |target: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
+    };
+
+    // A raw space in the target: hyper cannot read the request line.
+    let answer = raw_async(proxy.addr, get("/t/scim/v2/Users?filter=userName eq \"a\"")).await;
+    let detail = assert_own_refusal(&answer, 400);
+    assert!(detail.contains("raw space"), "{detail}");
+
+    // Two Content-Lengths that differ.
+    let answer = raw_async(
+        proxy.addr,
+        b"POST /t/scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}"
+            .to_vec(),
+    )
+    .await;
+    let detail = assert_own_refusal(&answer, 400);
+    assert!(detail.contains("Content-Length"), "{detail}");
+
+    // A 69 KB target is more than an http::Uri holds: hyper's 414, replaced.
+    let long = format!("/t/scim/v2/Users?filter={}", "a".repeat(69 * 1024));
+    let answer = raw_async(proxy.addr, get(&long)).await;
+    let detail = assert_own_refusal(&answer, 414);
+    assert!(detail.contains("8192 bytes"), "{detail}");
+
+    // Over scimguard's own 8 KiB limit: refused in the pipeline, before the body.
+    let over = format!("/t/scim/v2/Users?filter={}", "a".repeat(8 * 1024));
+    let answer = raw_async(proxy.addr, get(&over)).await;
+    let detail = assert_own_refusal(&answer, 414);
+    assert!(detail.contains("limit of 8192 bytes"), "{detail}");
+    // Exactly the limit passes.
+    let prefix = "/t/scim/v2/Custom?q=";
+    let exact = format!("{prefix}{}", "a".repeat(8 * 1024 - prefix.len()));
+    let answer = raw_async(proxy.addr, get(&exact)).await;
+    assert_eq!(status_of(&answer), 201, "{answer}");
+
+    // Headers over hyper's buffer.
+    let huge = format!(
+        "GET /t/scim/v2/Users HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(512 * 1024)
+    );
+    let answer = raw_async(proxy.addr, huge.into_bytes()).await;
+    assert_own_refusal(&answer, 431);
+
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "only the request within the limits was forwarded"
+    );
+    let log = proxy.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("}: scimguard::request: request "))
+        .collect();
+    assert_eq!(lines.len(), 6, "a line per answer: {log}");
+    for status in ["400", "414", "431"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("status={status}")) && l.contains("blame=client")),
+            "{status}: {log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_never_climb_out_of_the_upstream_tenant() {
+    let upstream = crate::support::TestUpstream::start(crate::support::Behaviour::Answer).await;
+    let base = format!("{}/tenant-a/scim/v2", upstream.url());
+    // One request a second, refused at once beyond it: a refusal must spend no quota.
+    let proxy = Running::start(
+        &[
+            "--upstream",
+            &base,
+            "--rate",
+            "1",
+            "--burst",
+            "1",
+            "--throttle",
+            "reject",
+        ],
+        1,
+    );
+    for target in [
+        "/../../tenant-b/scim/v2/Users",
+        "/./Users",
+        "/%2e%2e/%2E%2E/tenant-b/scim/v2/Users",
+        "/Users/%2e%2E",
+        "/..%2f..%2ftenant-b/scim/v2/Users",
+    ] {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes();
+        let answer = raw_async(proxy.addr, request).await;
+        let detail = assert_own_refusal(&answer, 400);
+        assert!(detail.contains("dot-segment"), "{target}: {detail}");
+        assert!(detail.contains("another tenant"), "{target}: {detail}");
+    }
+    assert!(upstream.seen().is_empty(), "nothing was forwarded");
+
+    // The tenant's one token is still there.
+    let answer = raw_async(
+        proxy.addr,
+        b"GET /Users HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 201, "{answer}");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri.path(), "/tenant-a/scim/v2/Users");
+
+    // And now it is spent: the throttle phase refuses, and says so.
+    let answer = raw_async(
+        proxy.addr,
+        b"GET /Users HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert_eq!(header(&answer, "x-scimguard-verdict"), Some("throttled"));
+    assert_eq!(upstream.seen().len(), 1);
+    let log = proxy.stop();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("verdict=throttled status=429") && l.contains("blame=client")),
+        "{log}"
+    );
 }
