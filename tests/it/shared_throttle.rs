@@ -346,8 +346,26 @@ async fn two_replicas_share_one_budget_and_survive_the_store() {
     }
 
     redis.restart().await;
-    // Within the breaker's second, both find the store again.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Within the breaker's second, both find the store again: a request now and then
+    // lets each probe it.
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(gauge(&a.metrics, "redis") && gauge(&b.metrics, "redis")) {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas never found the store again"
+        );
+        for replica in [&a, &b] {
+            let request = Request::builder()
+                .uri(format!("http://{}/t-1/scim/v2/Users/probe", replica.addr))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            send(&client, request).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The shared bucket fills again (10 tokens at 10 per second) before measuring.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let start = Instant::now();
     let (ok, _) = hammer(&[&a, &b], run, Duration::from_millis(10)).await;
     let seconds = start.elapsed().as_secs_f64();
