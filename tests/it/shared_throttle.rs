@@ -203,6 +203,26 @@ async fn the_lua_script_decides_as_governor_on_the_same_arrivals() {
         .await
         .unwrap();
     assert_eq!(held, ScriptAnswer::BackedOff(Duration::from_secs(4)));
+
+    // A Redis that lost its scripts (restarted, SCRIPT FLUSH) answers EVALSHA with
+    // NOSCRIPT; the script is loaded again and the call still answers.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let again = script
+        .admit(
+            &mut connection,
+            "shape",
+            params,
+            None,
+            Duration::ZERO,
+            Some(now + 1_000_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, ScriptAnswer::BackedOff(Duration::from_secs(4)));
 }
 
 fn clock_now(clock: &FakeRelativeClock) -> Duration {
