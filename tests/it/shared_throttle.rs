@@ -557,3 +557,49 @@ async fn a_dead_store_is_answered_by_the_failure_mode_never_429_or_500() {
         );
     }
 }
+
+/// Observe mode on the shared budget delays nothing and reports what shape mode would
+/// have done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_on_the_shared_budget_delays_nothing() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let a = replica(&upstream.url(), &redis.url(), ThrottleMode::Observe).await;
+    let b = replica(&upstream.url(), &redis.url(), ThrottleMode::Observe).await;
+    let client = http_client();
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let addr = [a.addr, b.addr][i % 2];
+        let client = client.clone();
+        tasks.spawn(async move {
+            let request = Request::builder()
+                .uri(format!("http://{addr}/t-5/scim/v2/Users/u{i}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            send(&client, request).await.0
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert!(status.unwrap().is_success());
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        start.elapsed()
+    );
+    let would_wait: f64 = [&a, &b]
+        .iter()
+        .filter_map(|r| {
+            r.metrics
+                .render()
+                .lines()
+                .find(|l| l.starts_with("scimguard_throttle_total{outcome=\"would_wait\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        })
+        .sum();
+    // 10 fit the burst; the other 20 would have waited their turn.
+    assert_eq!(would_wait, 20.0);
+}
