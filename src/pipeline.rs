@@ -464,7 +464,7 @@ impl Pipeline {
             .uri
             .path_and_query()
             .filter(|pq| pq.as_str().starts_with('/'))
-            .ok_or_else(|| ErrorKind::NoPath(parts.uri.to_string()))?
+            .ok_or_else(|| ErrorKind::NoPath(crate::redact::target(&parts.uri.to_string())))?
             .clone();
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);

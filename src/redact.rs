@@ -32,9 +32,9 @@ pub const REDACTED: &str = "[REDACTED]";
 /// contains any part but `password` — `key`, `sig`, `auth`, `pass` and `pw` match none
 /// of userName, displayName, emails, addresses, x509Certificates, employeeNumber,
 /// costCenter, division, department, manager, members, meta, schemas, Operations…
-/// ([`tests::no_scim_attribute_is_secret_but_password`] holds this); of
+/// (the test `no_scim_attribute_is_secret_but_password` holds this); of
 /// ServiceProviderConfig's, `changePassword` holds only a boolean, which redaction
-/// leaves, and `authenticationSchemes` is let through by name ([`PLAIN_SCIM_NAMES`]). Nor do the
+/// leaves, and `authenticationSchemes` is let through by name (`PLAIN_SCIM_NAMES`). Nor do the
 /// headers every exchange carries (content-type, accept, user-agent, host,
 /// x-amzn-requestid, keep-alive…), nor SCIM's query parameters (filter, attributes,
 /// excludedAttributes, sortBy, sortOrder, startIndex, count, cursor).
@@ -186,6 +186,14 @@ pub fn query(query: &str) -> String {
     Redactor::new(None).query(query)
 }
 
+/// A request target (or URI) as shown: its query's secrets redacted ([`query`]).
+pub fn target(target: &str) -> String {
+    match target.split_once('?') {
+        Some((path, raw)) => format!("{path}?{}", query(raw)),
+        None => target.to_owned(),
+    }
+}
+
 /// `sha256:` and the first 16 hex digits (64 bits) of HMAC-SHA-256(salt, value):
 /// collisions within one capture are negligible (2^32 values for an even chance).
 pub fn pii_hash(value: &str, salt: &[u8]) -> String {
@@ -236,7 +244,14 @@ fn scan_text_collecting(text: &str, found: &mut Vec<String>) -> Option<String> {
             continue;
         }
         let end = literal_end(bytes, i);
-        let name = &text[i + 1..end.saturating_sub(1).max(i + 1)];
+        // An unclosed literal runs to the end of the text, which may end inside a
+        // multi-byte character's neighbour: only a closing quote is cut off.
+        let name_end = if end > i + 1 && bytes[end - 1] == b'"' {
+            end - 1
+        } else {
+            end
+        };
+        let name = &text[i + 1..name_end];
         let mut j = end;
         while j < bytes.len() && bytes[j].is_ascii_whitespace() {
             j += 1;
@@ -888,6 +903,7 @@ pub fn percent_encode(text: &str) -> String {
 mod tests {
     use super::*;
     use http::header::{HeaderName, HeaderValue};
+    use serde_json::Value;
 
     const TOKEN: &str = "SECRET-TOKEN-3f9a1c";
     const SALT: &[u8] = b"test salt";
@@ -1102,6 +1118,11 @@ mod tests {
             "filter=userName%20eq%20%22b%22"
         );
         assert_eq!(query("token="), "token=");
+        assert_eq!(
+            target("http://h?access_token=t0k&count=1"),
+            "http://h?access_token=%5BREDACTED%5D&count=1"
+        );
+        assert_eq!(target("/Users"), "/Users");
     }
 
     #[test]
@@ -1154,6 +1175,9 @@ mod tests {
             assert_eq!(out.as_deref().unwrap_or(body), kept, "{body}");
         }
         assert_eq!(scan_text(r#"{"a":"b"}"#), None);
+        // An unclosed name ending in a multi-byte character (found by proptest).
+        assert_eq!(scan_text("\\u\"\u{a51}"), None);
+        assert_eq!(scan_text("\"pass\u{e9}"), None);
         assert_eq!(scan_text(r#"""#), None);
         assert_eq!(scan_text(r#""password":"#), None);
     }
@@ -1215,5 +1239,219 @@ mod tests {
                 pii_hash("@example.com", SALT)
             )
         );
+    }
+
+    /// Every PII string of the guide's CreateUser example.
+    const PII_VALUES: [&str; 16] = [
+        "bjensen",
+        "Babs Jensen",
+        "Ms. Barbara J Jensen, III",
+        "Jensen",
+        "Barbara",
+        "Jane",
+        "Babs",
+        "bjensen@example.com",
+        "555-555-5555",
+        "100 Universal City Plaza",
+        "Hollywood",
+        "91608",
+        "Tour Guide",
+        "701984",
+        "https://login.example.com/bjensen",
+        "100 Universal City Plaza Hollywood, CA 91608 USA",
+    ];
+
+    #[test]
+    fn redact_pii_hashes_every_personal_value_and_keeps_the_rest() {
+        let mut user: Value =
+            serde_json::from_str(include_str!("../benches/data/create_user.json")).unwrap();
+        redact_pii(&mut user, SALT);
+        let text = user.to_string();
+        for value in PII_VALUES {
+            assert!(!text.contains(value), "{value} left in {text}");
+        }
+        assert_eq!(user["userName"], pii_hash("bjensen", SALT));
+        assert_eq!(user["emails"][0]["type"], "work");
+        assert_eq!(user["emails"][0]["primary"], true);
+        assert_eq!(user["addresses"][0]["type"], "work");
+        assert_eq!(user["active"], true);
+        assert_eq!(user["locale"], "en-US");
+        assert_eq!(
+            user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"]["value"],
+            "9067729b3d-ee533c18-538a-4cd3-a572-63fb863ed734"
+        );
+        // Stable per salt, different across salts, and of the documented shape.
+        let hash = pii_hash("bjensen", SALT);
+        assert_eq!(hash, pii_hash("bjensen", SALT));
+        assert_ne!(hash, pii_hash("bjensen", b"other salt"));
+        assert_eq!(hash.len(), 23);
+        assert!(hash.starts_with("sha256:"));
+        assert!(hash[7..].bytes().all(|b| b.is_ascii_hexdigit()));
+        // The externalId and employeeNumber share a value, hence a hash.
+        assert_eq!(
+            user["externalId"],
+            user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"]
+        );
+    }
+
+    #[test]
+    fn patch_values_are_judged_by_their_path() {
+        let mut patch = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": "replace", "path": "name.givenName", "value": "Barbara"},
+                {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "b@example.com"},
+                {"op": "add", "path": "emails", "value": [{"value": "c@example.com", "type": "home"}]},
+                {"op": "remove", "path": "emails[value eq \"d@example.com\"]"},
+                {"op": "replace", "path": "emails[type eq \"work\"].primary", "value": true},
+                {"op": "add", "path": "members", "value": [{"value": "g-17", "display": "Jane Doe"}]},
+                {"op": "remove", "path": "members[value eq \"g-18\"]"},
+                {"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "value": 701984},
+                {"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName", "value": "Boss Person"},
+                {"op": "replace", "path": "active", "value": false},
+                {"op": "replace", "value": {"displayName": "New Name", "active": true}},
+                {"OP": "replace", "PATH": "userName", "VALUE": "upper@example.com"},
+                {"op": "replace", "path": "password", "value": "hunter2-secret"}
+            ]
+        });
+        redact_pii(&mut patch, SALT);
+        let text = patch.to_string();
+        for value in [
+            "Barbara",
+            "b@example.com",
+            "c@example.com",
+            "d@example.com",
+            "Jane Doe",
+            "701984",
+            "Boss Person",
+            "New Name",
+            "upper@example.com",
+            "hunter2-secret",
+        ] {
+            assert!(!text.contains(value), "{value} left in {text}");
+        }
+        let ops = &patch["Operations"];
+        assert_eq!(ops[2]["value"][0]["type"], "home");
+        assert_eq!(
+            ops[3]["path"],
+            format!("emails[value eq \"{}\"]", pii_hash("d@example.com", SALT))
+        );
+        assert_eq!(ops[4]["value"], true);
+        assert_eq!(
+            ops[5]["value"][0]["value"], "g-17",
+            "group member ids are not PII"
+        );
+        assert_eq!(ops[6]["path"], "members[value eq \"g-18\"]");
+        assert_eq!(ops[9]["value"], false);
+        assert_eq!(ops[10]["value"]["active"], true);
+        assert_eq!(ops[12]["value"], REDACTED);
+    }
+
+    #[test]
+    fn filters_hash_pii_values_only() {
+        let h = |v: &str| pii_hash(v, SALT);
+        let cases = [
+            (
+                "userName eq \"bjensen\"".to_owned(),
+                format!("userName eq \"{}\"", h("bjensen")),
+            ),
+            (
+                "USERNAME Eq \"bjensen\"".to_owned(),
+                format!("USERNAME Eq \"{}\"", h("bjensen")),
+            ),
+            (
+                "id eq \"2819c223\"".to_owned(),
+                "id eq \"2819c223\"".to_owned(),
+            ),
+            (
+                "emails[type eq \"work\" and value co \"@example.com\"]".to_owned(),
+                format!(
+                    "emails[type eq \"work\" and value co \"{}\"]",
+                    h("@example.com")
+                ),
+            ),
+            (
+                "emails.value sw \"b\\\"j\" or meta.lastModified gt \"2011-05-13T04:42:34Z\""
+                    .to_owned(),
+                format!(
+                    "emails.value sw \"{}\" or meta.lastModified gt \"2011-05-13T04:42:34Z\"",
+                    h("b\"j")
+                ),
+            ),
+            (
+                "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"x\"".to_owned(),
+                format!(
+                    "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"{}\"",
+                    h("x")
+                ),
+            ),
+            (
+                "displayName eq \"unterminated".to_owned(),
+                format!("displayName eq \"{}\"", h("unterminated")),
+            ),
+            (
+                "members[value eq \"g-1\"]".to_owned(),
+                "members[value eq \"g-1\"]".to_owned(),
+            ),
+            ("userName pr".to_owned(), "userName pr".to_owned()),
+            (
+                "displayName eq \"Ünïcødé ✓\"".to_owned(),
+                format!("displayName eq \"{}\"", h("Ünïcødé ✓")),
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_filter(&input, SALT), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn query_filters_are_decoded_redacted_and_reencoded() {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, SALT);
+        let mut s = Redactor::new(Some(&key));
+        let query = "filter=userName+eq+%22bjensen%40example.com%22&startIndex=1&count=10";
+        let redacted = s.query(query);
+        let expected_filter = format!("userName eq \"{}\"", pii_hash("bjensen@example.com", SALT));
+        assert_eq!(
+            redacted,
+            format!(
+                "filter={}&startIndex=1&count=10",
+                percent_encode(&expected_filter)
+            )
+        );
+        // Undecodable: hashed whole; nothing to redact: unchanged byte for byte.
+        assert!(s.query("filter=%zz").starts_with("filter=sha256:"));
+        assert_eq!(
+            s.query("filter=id+eq+%22x%22&a&&b="),
+            "filter=id+eq+%22x%22&a&&b="
+        );
+        let mut secrets_only = Redactor::new(None);
+        assert_eq!(
+            secrets_only.query("filter=userName+eq+%22x%22"),
+            "filter=userName+eq+%22x%22"
+        );
+        assert_eq!(
+            secrets_only.query("X-Amz-Signature=abc&x=1"),
+            "X-Amz-Signature=%5BREDACTED%5D&x=1"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn filter_redaction_never_panics(filter in "\\PC{0,40}|[a-zA-Z\\[\\]\" .\\\\]{0,40}") {
+            let out = redact_filter(&filter, SALT);
+            // Only string literals are ever replaced.
+            if !filter.contains('"') {
+                proptest::prop_assert_eq!(out, filter);
+            }
+        }
+
+        #[test]
+        fn scanning_and_collecting_never_panic(text in "\\PC{0,60}|[\"pasword:{} ,\\\\]{0,40}") {
+            let _ = scan_text(&text);
+            let secrets = Secrets::of_request(&format!("/Users?{text}"), &HeaderMap::new(), text.as_bytes());
+            let _ = secrets.scrub(&text);
+        }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! | input | looks like |
 //! |---|---|
-//! | a capture (`--record`) | JSON lines, each a [`Record`]: its request as received is checked |
+//! | a capture (`--record`) | JSON lines, each a [`Record`](crate::record::Record): its request as received is checked |
 //! | a request file | one JSON object `{"method", "path", "query"?, "headers"?, "body"?}`, or an array of them |
 //! | JSON lines of request objects | one request object per line (mixing in records is fine) |
 //! | raw HTTP/1.1 | request line, headers, blank line, body; CRLF or LF; several requests when each body's length is known |

@@ -367,11 +367,25 @@ impl SharedThrottle {
             replicas = store.replicas,
             "throttle budgets shared in Redis"
         );
+        let script = GcraScript::default();
+        // Connect and load the script now, so the first request does not spend its
+        // 50 ms on a TCP (and TLS) handshake and a NOSCRIPT round trip, fall back, and
+        // open the breaker for a second at start.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mut warm = connection.clone();
+            runtime.spawn(async move {
+                let load = redis::Script::new(GCRA_LUA);
+                let call = load.load_async(&mut warm);
+                if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(5), call).await {
+                    tracing::debug!("the throttle store is not there yet: {error}");
+                }
+            });
+        }
         Ok(SharedThrottle {
             config,
             store,
             connection,
-            script: GcraScript::default(),
+            script,
             fallback,
             breaker: Breaker {
                 epoch: Instant::now(),

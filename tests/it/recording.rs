@@ -328,4 +328,17 @@ fn readers_use_the_whole_lines_of_a_cut_capture_and_merge_several() {
     let (code, _, stderr) = run(&["export-har", "--strict", a_path, b_path]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("a.jsonl:3:"), "{stderr}");
+
+    // replay: the four whole records, in time order, to a port nothing listens on.
+    let target = "http://127.0.0.1:1";
+    let (code, stdout, stderr) = run(&["replay", a_path, b_path, "--target", target]);
+    assert_eq!(code, Some(1), "nothing answered: {stdout}{stderr}");
+    assert!(stdout.contains("replayed 4 request(s)"), "{stdout}");
+    assert_eq!(
+        stderr.matches("the last line is cut").count(),
+        1,
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["replay", "--strict", a_path, "--target", target]);
+    assert_eq!(code, Some(2), "{stderr}");
 }
