@@ -388,6 +388,57 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Get the listener's certificate from an ACME CA for this DNS name (repeatable, or
+    /// comma-separated), validated with TLS-ALPN-01 on the listening port.
+    #[arg(
+        long,
+        env = "SCIMGUARD_ACME_DOMAIN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub acme_domain: Vec<String>,
+
+    /// Contact for the ACME account, e.g. mailto:ops@example.com (repeatable).
+    #[arg(
+        long,
+        env = "SCIMGUARD_ACME_CONTACT",
+        value_name = "URI",
+        value_delimiter = ','
+    )]
+    pub acme_contact: Vec<String>,
+
+    /// Folder for the ACME account key and certificates (files 0600), reused across
+    /// restarts.
+    #[arg(long, env = "SCIMGUARD_ACME_CACHE", value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+
+    /// The ACME CA's directory URL [default: Let's Encrypt production,
+    /// https://acme-v02.api.letsencrypt.org/directory].
+    #[arg(long, env = "SCIMGUARD_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// PEM CA certificate(s) to trust for the ACME directory's own HTTPS (test CAs).
+    #[arg(long, env = "SCIMGUARD_ACME_CA", value_name = "FILE")]
+    pub acme_ca: Option<PathBuf>,
+
+    /// Tokens the IdP may present, one a line (or `sha256:<hex>` of one); any other
+    /// request is refused with 401 before it is read. Needs --upstream-token-file.
+    #[arg(long, env = "SCIMGUARD_CLIENT_TOKEN_FILE", value_name = "FILE")]
+    pub client_token_file: Option<PathBuf>,
+
+    /// The AWS SCIM token, sent upstream in place of the IdP's token.
+    #[arg(long, env = "SCIMGUARD_UPSTREAM_TOKEN_FILE", value_name = "FILE")]
+    pub upstream_token_file: Option<PathBuf>,
+
+    /// With --forwarded-headers: the load balancers (addresses or CIDR networks,
+    /// comma-separated) whose X-Forwarded-For is kept; anyone else's is replaced.
+    #[arg(
+        long,
+        env = "SCIMGUARD_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Log lines as text or as JSON objects, one a line [default: text].
     #[arg(long, env = "SCIMGUARD_LOG_FORMAT", value_enum)]
     pub log_format: Option<crate::logging::LogFormat>,

@@ -86,6 +86,13 @@ pub struct Config {
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
     pub explain_log: Option<PathBuf>,
+    /// `--acme-domain` and friends: the listener's certificate from an ACME CA.
+    pub acme: Option<crate::tls::acme::AcmeSettings>,
+    /// `--client-token-file` and `--upstream-token-file`: token isolation, its files
+    /// read (they are re-read on SIGHUP).
+    pub token_isolation: Option<std::sync::Arc<crate::auth::TokenIsolation>>,
+    /// `--trusted-proxies`: the only peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--log-format`: text or JSON log lines.
     pub log_format: crate::logging::LogFormat,
 }
@@ -224,6 +231,14 @@ pub struct FileConfig {
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
     pub explain_log: Option<PathBuf>,
+    pub acme_domain: Option<Vec<String>>,
+    pub acme_contact: Option<Vec<String>>,
+    pub acme_cache: Option<PathBuf>,
+    pub acme_directory: Option<String>,
+    pub acme_ca: Option<PathBuf>,
+    pub client_token_file: Option<PathBuf>,
+    pub upstream_token_file: Option<PathBuf>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub replica_name: Option<String>,
     pub log_format: Option<crate::logging::LogFormat>,
 }
@@ -297,6 +312,11 @@ impl Config {
     }
 
     fn merge(args: &RunArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let has_tls_files = args.tls_cert.is_some() || file.tls_cert.is_some();
+        let acme = acme_settings(args, &file, has_tls_files)?;
+        let token_isolation = token_isolation(args, &file)?;
+        let trusted_proxies = trusted_proxies(args, &file)?;
+        let emulator_token_given = args.token.is_some() || file.emulator.token.is_some();
         let listen = match (args.listen, file.listen) {
             (Some(addr), _) => addr,
             (None, Some(raw)) => raw.parse().map_err(|e| {
@@ -427,6 +447,14 @@ impl Config {
             rate: file.emulator.rate.unwrap_or(crate::emulator::DEFAULT_RATE),
         };
 
+        // Token isolation in front of the embedded emulator: it expects the token
+        // scimguard sends upstream, unless told otherwise.
+        let mut emulator = emulator;
+        if let (None, Some(isolation), false) = (&upstream, &token_isolation, emulator_token_given)
+        {
+            emulator.token = isolation.upstream_token();
+        }
+
         let mut section = file.throttle;
         let throttle_store = store_config(args, &mut section)?;
         let throttle = ThrottleConfig {
@@ -518,6 +546,9 @@ impl Config {
         }
 
         Ok(Config {
+            acme,
+            token_isolation,
+            trusted_proxies,
             record,
             explain_log: args.explain_log.clone().or(file.explain_log),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -611,6 +642,163 @@ fn store_config(
                 "e.g. --throttle-store redis://127.0.0.1:6379/0, the password in SCIMGUARD_THROTTLE_STORE_PASSWORD",
             )
         })
+}
+
+/// `--acme-domain` (repeatable), `--acme-contact`, `--acme-cache`, `--acme-directory`,
+/// `--acme-ca`: `None` without a domain.
+fn acme_settings(
+    args: &RunArgs,
+    file: &FileConfig,
+    has_tls_files: bool,
+) -> Result<Option<crate::tls::acme::AcmeSettings>, ConfigError> {
+    let domains = if args.acme_domain.is_empty() {
+        file.acme_domain.clone().unwrap_or_default()
+    } else {
+        args.acme_domain.clone()
+    };
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    if has_tls_files {
+        return Err(ConfigError::setting(
+            "acme_domain",
+            "--acme-domain and --tls-cert both choose the listener's certificate",
+            "give one of them: --acme-domain to get certificates from an ACME CA, or --tls-cert/--tls-key to serve your own",
+        ));
+    }
+    let mut names = Vec::with_capacity(domains.len());
+    for raw in domains {
+        let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let is_dns_name = matches!(
+            rustls::pki_types::ServerName::try_from(name.as_str()),
+            Ok(rustls::pki_types::ServerName::DnsName(_))
+        );
+        if !is_dns_name || name.starts_with("*.") || !name.contains('.') {
+            return Err(ConfigError::setting(
+                "acme_domain",
+                format!("`{raw}` is not a fully qualified DNS name"),
+                "give the name the IdP will connect to, e.g. scim.example.com (no wildcards, no IP addresses: TLS-ALPN-01 validates one DNS name at a time)",
+            ));
+        }
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let contact = if args.acme_contact.is_empty() {
+        file.acme_contact.clone().unwrap_or_default()
+    } else {
+        args.acme_contact.clone()
+    };
+    if let Some(bad) = contact.iter().find(|c| !c.starts_with("mailto:")) {
+        return Err(ConfigError::setting(
+            "acme_contact",
+            format!("`{bad}` is not a mailto: URI"),
+            "write mailto:ops@example.com",
+        ));
+    }
+    let cache = args
+        .acme_cache
+        .clone()
+        .or_else(|| file.acme_cache.clone())
+        .ok_or_else(|| {
+            ConfigError::setting(
+                "acme_cache",
+                "--acme-domain needs a folder for the account key and certificates",
+                "pass --acme-cache DIR, e.g. /var/lib/scimguard/acme, so restarts reuse them instead of ordering again",
+            )
+        })?;
+    let directory = args
+        .acme_directory
+        .clone()
+        .or_else(|| file.acme_directory.clone())
+        .unwrap_or_else(|| crate::tls::acme::LETS_ENCRYPT_PRODUCTION.to_owned());
+    let is_https = directory
+        .parse::<Uri>()
+        .ok()
+        .is_some_and(|uri| uri.scheme() == Some(&Scheme::HTTPS) && uri.host().is_some());
+    if !is_https {
+        return Err(ConfigError::setting(
+            "acme_directory",
+            format!("`{directory}` is not an https URL"),
+            format!(
+                "give the CA's directory URL, e.g. {} (Let's Encrypt staging)",
+                crate::tls::acme::LETS_ENCRYPT_STAGING
+            ),
+        ));
+    }
+    let extra_ca = args.acme_ca.clone().or_else(|| file.acme_ca.clone());
+    if let Some(ca) = &extra_ca {
+        require_file("acme_ca", ca)?;
+    }
+    Ok(Some(crate::tls::acme::AcmeSettings {
+        domains: names,
+        contact,
+        cache,
+        directory,
+        extra_ca,
+    }))
+}
+
+/// `--client-token-file` and `--upstream-token-file`: both or neither, read now so a
+/// bad file stops start-up.
+fn token_isolation(
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<Option<std::sync::Arc<crate::auth::TokenIsolation>>, ConfigError> {
+    let client = args
+        .client_token_file
+        .clone()
+        .or_else(|| file.client_token_file.clone());
+    let upstream = args
+        .upstream_token_file
+        .clone()
+        .or_else(|| file.upstream_token_file.clone());
+    let fix = "give both: the tokens the IdP may present (--client-token-file) and the AWS token sent in their place (--upstream-token-file), or neither to pass the IdP's token through";
+    match (client, upstream) {
+        (None, None) => Ok(None),
+        (Some(client), Some(upstream)) => {
+            require_file("client_token_file", &client)?;
+            require_file("upstream_token_file", &upstream)?;
+            let files = crate::auth::TokenFiles { client, upstream };
+            let isolation = crate::auth::TokenIsolation::load(&files)
+                .map_err(|e| ConfigError(format!("invalid token file: {e}")))?;
+            Ok(Some(std::sync::Arc::new(isolation)))
+        }
+        (Some(_), None) => Err(ConfigError::setting(
+            "upstream_token_file",
+            "--client-token-file is set but --upstream-token-file is not",
+            fix,
+        )),
+        (None, Some(_)) => Err(ConfigError::setting(
+            "client_token_file",
+            "--upstream-token-file is set but --client-token-file is not",
+            fix,
+        )),
+    }
+}
+
+/// `--trusted-proxies CIDR,…`: addresses or networks, e.g. 10.0.0.0/8.
+fn trusted_proxies(args: &RunArgs, file: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let raw = if args.trusted_proxies.is_empty() {
+        file.trusted_proxies.clone().unwrap_or_default()
+    } else {
+        args.trusted_proxies.clone()
+    };
+    raw.iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::setting(
+                        "trusted_proxies",
+                        format!("`{entry}` is neither an address nor a CIDR network"),
+                        "list the load balancer's addresses, e.g. 10.0.0.0/8,192.168.1.10",
+                    )
+                })
+        })
+        .collect()
 }
 
 fn require_file(name: &str, path: &Path) -> Result<(), ConfigError> {
@@ -792,5 +980,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2") && err.contains("Fix:"), "{err}");
+    }
+
+    #[test]
+    fn acme_settings_are_checked_and_named() {
+        let acme = |domains: &[&str], cache: bool| RunArgs {
+            acme_domain: domains.iter().map(|d| d.to_string()).collect(),
+            acme_cache: cache.then(|| PathBuf::from("/var/lib/scimguard/acme")),
+            ..RunArgs::default()
+        };
+        let cfg =
+            Config::merge(&acme(&["SCIM.Example.com."], true), FileConfig::default()).unwrap();
+        let settings = cfg.acme.unwrap();
+        assert_eq!(settings.domains, ["scim.example.com"]);
+        assert_eq!(
+            settings.directory,
+            crate::tls::acme::LETS_ENCRYPT_PRODUCTION
+        );
+        for (args, named) in [
+            (acme(&["scim.example.com"], false), "--acme-cache"),
+            (acme(&["*.example.com"], true), "--acme-domain"),
+            (acme(&["10.0.0.1"], true), "--acme-domain"),
+            (
+                RunArgs {
+                    acme_directory: Some("http://ca.example/dir".into()),
+                    ..acme(&["scim.example.com"], true)
+                },
+                "--acme-directory",
+            ),
+            (
+                RunArgs {
+                    acme_contact: vec!["ops@example.com".into()],
+                    ..acme(&["scim.example.com"], true)
+                },
+                "--acme-contact",
+            ),
+            (
+                RunArgs {
+                    trusted_proxies: vec!["10.0.0.0/33".into()],
+                    ..RunArgs::default()
+                },
+                "--trusted-proxies",
+            ),
+        ] {
+            let err = Config::merge(&args, FileConfig::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named) && err.contains("Fix:"), "{err}");
+        }
     }
 }

@@ -114,7 +114,7 @@ fn run(args: RunArgs) -> ExitCode {
             addr: config.listen,
             source,
         })?;
-        let scheme = if config.tls.is_some() {
+        let scheme = if config.tls.is_some() || config.acme.is_some() {
             "https"
         } else {
             "http"
@@ -130,7 +130,12 @@ fn run(args: RunArgs) -> ExitCode {
                     embedded.addr
                 );
                 say!("  SCIM endpoint: {scheme}://{local}{}", emulator.base_path());
-                say!("  Bearer token:  {}", emulator.token());
+                if config.token_isolation.is_some() {
+                    // The emulator's token is the isolated upstream token: never shown.
+                    say!("  Bearer token:  one of the tokens in --client-token-file");
+                } else {
+                    say!("  Bearer token:  {}", emulator.token());
+                }
                 if let Some(state) = emulator.state_file() {
                     say!("  State file:    {}", state.display());
                 }
@@ -140,7 +145,31 @@ fn run(args: RunArgs) -> ExitCode {
         if let Some(admin) = admin {
             say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
         }
+        if let Some(acme) = &config.acme {
+            say!(
+                "  ACME:          certificates for {} from {} (TLS-ALPN-01: the CA must reach this port directly, not through a TLS-terminating load balancer)",
+                acme.domains.join(", "),
+                acme.directory
+            );
+            if local.port() != 443 {
+                say!(
+                    "  ACME:          the CA validates on port 443 of each name; forward 443 to port {} as TCP (not TLS)",
+                    local.port()
+                );
+            }
+        }
+        let rules_source = move || {
+            Config::from_run_args(&args)
+                .map(|config| config.rules)
+                .map_err(|e| e.to_string())
+        };
+        let reloader = proxy
+            .reloader
+            .clone()
+            .with_rules(proxy.pipeline.clone(), std::sync::Arc::new(rules_source));
+        let reloads = tokio::spawn(reload_on_hangup(reloader));
         proxy.serve(listener, shutdown_signal()).await;
+        reloads.abort();
         Ok::<(), StartError>(())
     });
     match result {
@@ -222,6 +251,24 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("signal received");
+}
+
+/// Re-reads the certificate and token files on every SIGHUP.
+async fn reload_on_hangup(reloader: scimguard::Reloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading");
+            reloader.reload();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// `scimguard parse filter|path EXPR`: exit 0 when it parses, 1 when not.

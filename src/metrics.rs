@@ -24,6 +24,7 @@
 //! | `scimguard_guard_tripped` | gauge | `tenant` (1 while the blast-radius guard holds it; only tenants the guard has tripped for, at most its 10,000) |
 //! | `scimguard_guard_held_total` | counter | `operation` |
 //! | `scimguard_guard_trips_total`, `scimguard_guard_releases_total` | counter | |
+//! | `scimguard_certificate_expiry_timestamp_seconds` | gauge | |
 //! | `scimguard_explain_log_drops_total` | counter | |
 //!
 //! Labels are bounded sets: operation names, verdicts, rule ids from the loaded rules,
@@ -84,6 +85,8 @@ struct Inner {
     guard_held: Family<OperationLabels, Counter>,
     guard_trips: Counter,
     guard_releases: Counter,
+    /// The served certificate's notAfter (Unix seconds); 0 while none is served.
+    certificate_expiry: Gauge,
     explain_drops: Counter,
     /// Read at every render, so the gauge is current when scraped.
     queue_depth_source: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
@@ -204,6 +207,7 @@ impl Metrics {
             "Throttle decisions taken without the shared store, by --throttle-store-failure",
             throttle_store_fallbacks.clone(),
         );
+        let certificate_expiry = Gauge::default();
         let explain_drops = Counter::default();
         registry.register(
             "requests",
@@ -256,6 +260,11 @@ impl Metrics {
             drops.clone(),
         );
         registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the HTTPS listener's certificate expires (its notAfter, Unix seconds); alert well before it",
+            certificate_expiry.clone(),
+        );
+        registry.register(
             "explain_log_drops",
             "Explanations --explain-log could not write: a full queue or a failed write",
             explain_drops.clone(),
@@ -280,6 +289,7 @@ impl Metrics {
                 guard_held,
                 guard_trips,
                 guard_releases,
+                certificate_expiry,
                 explain_drops,
                 queue_depth_source: OnceLock::new(),
             }),
@@ -418,6 +428,11 @@ impl Metrics {
     /// One exchange the recorder dropped.
     pub fn record_drop(&self) {
         self.inner.drops.inc();
+    }
+
+    /// The HTTPS listener now serves a certificate valid until `not_after` (Unix seconds).
+    pub fn certificate_expiry(&self, not_after: i64) {
+        self.inner.certificate_expiry.set(not_after);
     }
 
     /// `n` explanations `--explain-log` could not write.

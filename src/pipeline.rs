@@ -4,6 +4,7 @@
 //! | # | phase     | here                                                                 |
 //! |---|-----------|----------------------------------------------------------------------|
 //! | 1 | accept    | [`crate::server`]: TCP → TLS → HTTP, one span per connection          |
+//! | 1½ | authenticate | [`crate::auth::refusal`]: token isolation's 401, before the body |
 //! | 2 | capture   | [`crate::target::check`], then [`capture_body`] under a size cap (413) |
 //! | 3 | classify  | [`crate::scim::classify`]: method + path → `Operation`; query decoded |
 //! | 4 | check     | [`RuleSet::evaluate`]: every rule of the operation → findings         |
@@ -54,7 +55,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
-/// `forwarded`, `rewritten` or `rejected`, on every response.
+/// The [`Outcome`] (`forwarded`, `rewritten`, `rejected`, `throttled` or `error`), on
+/// every response.
 pub static VERDICT_HEADER: HeaderName = HeaderName::from_static("x-scimguard-verdict");
 /// The ids of the rules that fired (in observe mode too), when any did.
 pub static RULES_HEADER: HeaderName = HeaderName::from_static("x-scimguard-rules");
@@ -64,7 +66,9 @@ pub struct Pipeline {
     upstream: Upstream,
     limits: Limits,
     forwarded_headers: bool,
-    rules: RuleSet,
+    /// Swapped whole by [`Pipeline::replace_rules`] (SIGHUP); a request keeps the set it
+    /// started with.
+    rules: std::sync::RwLock<Arc<RuleSet>>,
     mode: Mode,
     /// `None` when `--rate 0` turned local throttling off.
     throttle: Option<Throttle>,
@@ -76,6 +80,10 @@ pub struct Pipeline {
     recorder: Option<Recorder>,
     /// `--explain-log`: one JSON explanation per exchange.
     explain_log: Option<crate::explain::ExplainLog>,
+    /// Token isolation ([`crate::auth`]), when configured.
+    tokens: Option<Arc<crate::auth::TokenIsolation>>,
+    /// `--trusted-proxies`: whose `X-Forwarded-For` is kept.
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A request's parts once its target is checked, ready to send (maybe several times).
@@ -143,19 +151,44 @@ impl Pipeline {
             upstream,
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
-            rules: config.rules.clone(),
+            rules: std::sync::RwLock::new(Arc::new(config.rules.clone())),
             mode: config.mode,
             throttle,
             metrics,
             readiness,
             recorder,
             explain_log,
+            tokens: config.token_isolation.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         })
     }
 
     /// The blast-radius guard, for the admin listener.
     pub fn guard(&self) -> Option<&crate::guard::Guard> {
         self.guard.as_ref()
+    }
+
+    /// The rules in effect.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `rules` in effect for every request that starts from now on.
+    pub fn replace_rules(&self, rules: RuleSet) {
+        self.readiness.rules_loaded(!rules.rules().is_empty());
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(rules);
+    }
+
+    /// The credentials a call to the upstream on behalf of a request carries: the AWS
+    /// token under token isolation, else the request's own `Authorization`.
+    pub fn upstream_credentials(&self, request_headers: &HeaderMap) -> Option<HeaderValue> {
+        crate::auth::upstream_credentials(self.tokens.as_deref(), request_headers)
     }
 
     /// Flushes and closes the capture and the explanation log: call after the server
@@ -259,7 +292,7 @@ impl Pipeline {
                 detail: exchange.aws_detail.as_deref(),
                 aws_request_id: exchange.aws_request_id.as_deref(),
             };
-            exchange.hints = self.rules.hints(&exchange.findings, answer);
+            exchange.hints = self.rules().hints(&exchange.findings, answer);
         }
         // Hints quote AWS's detail: scrubbed too before any output.
         crate::redact::scrub_exchange(exchange);
@@ -371,8 +404,14 @@ impl Pipeline {
         conn: ConnInfo,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Error> {
-        // 2. capture: the target's own checks, then the body
         let (parts, body) = request.into_parts();
+        // 1½. authenticate: under token isolation, a request without a client token is
+        // refused before its body is read or judged (crate::auth).
+        if let Some(refusal) = crate::auth::refusal(self.tokens.as_deref(), &parts.headers) {
+            exchange.verdict = Outcome::Rejected;
+            return Ok(scim_response(&refusal));
+        }
+        // 2. capture: the target's own checks, then the body
         crate::target::check(&parts.uri)?;
         let body = capture_body(&parts, body, self.limits.max_body_bytes).await?;
         if self.recorder.is_some() {
@@ -388,7 +427,7 @@ impl Pipeline {
 
         // 3–5. classify, check, decide
         let judgement = verdict::judge(
-            &self.rules,
+            &self.rules(),
             self.mode,
             outbound.method.as_str(),
             outbound.path_and_query.as_str(),
@@ -468,6 +507,7 @@ impl Pipeline {
             .clone();
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);
+        crate::auth::swap_token(self.tokens.as_deref(), &mut headers);
         // The client's Host names this proxy; the upstream's replaces it.
         let original_host = headers.insert(HOST, self.upstream.host().clone());
         // The whole body is already here, so there is nothing left to wait for.
@@ -476,6 +516,7 @@ impl Pipeline {
             add_forwarded_headers(
                 &mut headers,
                 conn,
+                &self.trusted_proxies,
                 original_host.or_else(|| authority_of(&parts.uri)),
             );
         }
@@ -772,9 +813,23 @@ fn authority_of(uri: &http::Uri) -> Option<HeaderValue> {
 }
 
 /// X-Forwarded-For gets the client's address appended (it may already list earlier hops).
-fn add_forwarded_headers(headers: &mut http::HeaderMap, conn: ConnInfo, host: Option<HeaderValue>) {
+/// Earlier hops are kept only when the peer is one of `--trusted-proxies`: anyone else
+/// could write any address there.
+fn add_forwarded_headers(
+    headers: &mut http::HeaderMap,
+    conn: ConnInfo,
+    trusted_proxies: &[ipnet::IpNet],
+    host: Option<HeaderValue>,
+) {
     let client_ip = conn.remote.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let peer_trusted = trusted_proxies
+        .iter()
+        .any(|net| net.contains(&conn.remote.ip()));
+    let earlier = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| peer_trusted);
+    let forwarded_for = match earlier {
         Some(earlier) => format!("{earlier}, {client_ip}"),
         None => client_ip,
     };

@@ -179,7 +179,13 @@ async fn serve_connection<H: Handler>(
                         return;
                     }
                 };
-            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let alpn = tls.get_ref().1.alpn_protocol();
+            if alpn == Some(crate::tls::served::ACME_TLS_ALPN) {
+                // An ACME TLS-ALPN-01 validation: the handshake was the whole answer
+                // (RFC 8737 §3), no HTTP follows.
+                return;
+            }
+            let is_h2 = alpn == Some(b"h2");
             if is_h2 {
                 watcher
                     .watch(h2.serve_connection(TokioIo::new(tls), service))

@@ -1,16 +1,20 @@
 //! scimguard's integration tests: one binary, a module per area, all over real sockets
 //! on 127.0.0.1 port 0.
 
+mod acme;
+mod auth;
 mod cli;
 mod debugging;
+mod deployment;
 mod emulator;
-#[allow(dead_code)] // until the browser and ACME tests call it
+#[allow(dead_code)] // until the browser tests call it
 mod external;
 mod forwarding;
 mod guard;
 mod limits;
 mod pipeline;
 mod recording;
+mod reload;
 mod rules;
 mod secrets;
 mod shared_throttle;
