@@ -101,6 +101,10 @@ pub struct Config {
     pub emulator: EmulatorConfig,
     /// Local throttling toward the upstream.
     pub throttle: ThrottleConfig,
+    /// The blast-radius guard.
+    pub guard: crate::guard::GuardConfig,
+    /// `--throttle-store`: budgets shared with other replicas in Redis.
+    pub throttle_store: Option<crate::throttle::StoreConfig>,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<SocketAddr>,
     /// `--admin-token`: the bearer token the admin listener requires, if any.
@@ -272,6 +276,9 @@ pub struct FileConfig {
     pub admin: Option<String>,
     pub admin_token: Option<String>,
     pub view_history: Option<usize>,
+    pub guard_deletes: Option<u32>,
+    pub guard_window: Option<String>,
+    pub guard_state: Option<PathBuf>,
     pub record: Option<PathBuf>,
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
@@ -301,6 +308,11 @@ pub struct ThrottleSection {
     pub mode: Option<ThrottleMode>,
     pub max_wait: Option<String>,
     pub max_queue: Option<usize>,
+    /// redis://HOST:PORT[/DB] shared by every replica.
+    pub store: Option<String>,
+    pub store_password: Option<String>,
+    pub store_failure: Option<crate::throttle::StoreFailure>,
+    pub replicas: Option<u32>,
 }
 
 /// `[emulator]` in the config file.
@@ -553,7 +565,8 @@ impl Config {
             emulator.token = isolation.upstream_token();
         }
 
-        let section = file.throttle;
+        let mut section = file.throttle;
+        let throttle_store = store_config(args, &mut section)?;
         let throttle = ThrottleConfig {
             rate: args
                 .rate
@@ -580,6 +593,20 @@ impl Config {
         throttle
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        let guard = crate::guard::GuardConfig {
+            limit: args
+                .guard_deletes
+                .or(file.guard_deletes)
+                .unwrap_or(crate::guard::DEFAULT_LIMIT),
+            window: duration(
+                "guard_window",
+                args.guard_window,
+                file.guard_window,
+                crate::guard::DEFAULT_WINDOW,
+            )?,
+            state_file: args.guard_state.clone().or(file.guard_state),
+        };
+        guard.validate().map_err(ConfigError)?;
         let admin = match (args.admin, file.admin) {
             (Some(addr), _) => Some(addr),
             (None, Some(raw)) => Some(raw.parse().map_err(|e| {
@@ -677,6 +704,8 @@ impl Config {
             explain_log: args.explain_log.clone().or(file.explain_log),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             throttle,
+            throttle_store,
+            guard,
             admin,
             admin_token,
             view_history,
@@ -732,6 +761,42 @@ fn load_rules(args: &RunArgs, section: RulesSection) -> Result<RuleSet, ConfigEr
         })?;
     }
     Ok(rules)
+}
+
+/// `--throttle-store` with its password, failure mode and replica count; the messages
+/// never show the password.
+fn store_config(
+    args: &RunArgs,
+    section: &mut ThrottleSection,
+) -> Result<Option<crate::throttle::StoreConfig>, ConfigError> {
+    let replicas = args.replicas.or(section.replicas).unwrap_or(1);
+    let Some(url) = args.throttle_store.clone().or(section.store.take()) else {
+        if replicas != 1 {
+            return Err(ConfigError::setting(
+                "replicas",
+                "--replicas only splits the budget of a shared --throttle-store",
+                "add --throttle-store redis://HOST:PORT, or drop --replicas",
+            ));
+        }
+        return Ok(None);
+    };
+    let password = args
+        .throttle_store_password
+        .clone()
+        .or(section.store_password.take());
+    let failure = args
+        .throttle_store_failure
+        .or(section.store_failure)
+        .unwrap_or_default();
+    crate::throttle::StoreConfig::new(&url, password.as_deref(), failure, replicas)
+        .map(Some)
+        .map_err(|problem| {
+            ConfigError::setting(
+                "throttle_store",
+                problem,
+                "e.g. --throttle-store redis://127.0.0.1:6379/0, the password in SCIMGUARD_THROTTLE_STORE_PASSWORD",
+            )
+        })
 }
 
 /// `--acme-domain` (repeatable), `--acme-contact`, `--acme-cache`, `--acme-directory`,
@@ -1054,6 +1119,51 @@ mod tests {
                 && err.contains("Fix:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_store_and_the_guard_come_from_the_file_too() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            guard_deletes = 7
+            guard_window = "2m"
+            [throttle]
+            store = "redis://:hunter2@cache:6379/1"
+            store_failure = "deny"
+            replicas = 3
+            "#,
+        )
+        .unwrap();
+        let cfg = Config::merge(&RunArgs::default(), file).unwrap();
+        let store = cfg.throttle_store.unwrap();
+        assert_eq!(store.redacted(), "redis://***@cache:6379/1");
+        assert_eq!(store.failure, crate::throttle::StoreFailure::Deny);
+        assert_eq!(store.replicas, 3);
+        assert_eq!(cfg.guard.limit, 7);
+        assert_eq!(cfg.guard.window, Duration::from_secs(120));
+
+        let lonely = FileConfig {
+            throttle: ThrottleSection {
+                replicas: Some(2),
+                ..ThrottleSection::default()
+            },
+            ..FileConfig::default()
+        };
+        let err = Config::merge(&RunArgs::default(), lonely)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--throttle-store") && err.contains("Fix:"),
+            "{err}"
+        );
+        let bad = RunArgs {
+            throttle_store: Some("http://:hunter2@cache".into()),
+            ..RunArgs::default()
+        };
+        let err = Config::merge(&bad, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2") && err.contains("Fix:"), "{err}");
     }
 
     #[test]

@@ -11,13 +11,14 @@
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
 //! | 6 | rewrite / reject | the fixed body (and its batches), or an AWS-shaped error now  |
 //! | 6′ | repair   | [`crate::repair`]: a group change AWS refuses, as adds and removes    |
+//! | 6b | guard    | [`crate::guard::Guard::check`]: mass deletions held (503) until released |
 //! | 7 | throttle  | [`Pipeline::throttle`]: after checking, so rejections spend no quota  |
 //! | 8 | forward   | [`Pipeline::forward`]: to the configured upstream only (502/504)      |
 //! | 9 | record    | [`Pipeline::record`]: with `--record`, the exchange, redacted         |
 //! | 10 | explain  | [`crate::explain::log`]: on every path, the request's log line        |
 //!
 //! Whatever ends a request, [`Outcome`] names it once: the verdict's word, or
-//! `throttled` / `error` from a later phase; the header, capture, log and metrics
+//! `held` / `throttled` / `error` from a later phase; the header, capture, log and metrics
 //! all read it from the [`Exchange`].
 
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub struct Pipeline {
     heavy: Arc<Semaphore>,
     /// `None` when `--rate 0` turned local throttling off.
     throttle: Option<Throttle>,
+    /// The blast-radius guard; `None` with `--guard-deletes 0`.
+    guard: Option<crate::guard::Guard>,
     metrics: Metrics,
     readiness: Readiness,
     /// `--record`: every exchange, redacted, one JSON line each.
@@ -129,16 +132,34 @@ impl Pipeline {
         recorder: Option<Recorder>,
         explain_log: Option<crate::explain::ExplainLog>,
     ) -> Arc<Self> {
-        let throttle = config
-            .throttle
-            .enabled()
-            .then(|| Throttle::new(config.throttle));
+        // A store that cannot even be set up (a URL the config accepted) leaves this
+        // replica on its own budget rather than unthrottled; the error says why.
+        let throttle = config.throttle.enabled().then(|| {
+            Throttle::with_store(
+                config.throttle,
+                config.throttle_store.as_ref(),
+                Some(metrics.clone()),
+            )
+            .unwrap_or_else(|error| {
+                tracing::error!("{error}; each replica throttles on its own");
+                Throttle::new(config.throttle)
+            })
+        });
         if let Some(throttle) = &throttle {
             let queue = throttle.clone();
             metrics.queue_depth_from(move || queue.queue_depth());
         }
         readiness.rules_loaded(!config.rules.rules().is_empty());
+        let guard = (config.guard.limit > 0).then(|| {
+            crate::guard::Guard::new(
+                &config.guard,
+                config.mode == Mode::Observe,
+                config.throttle_store.as_ref(),
+                Some(metrics.clone()),
+            )
+        });
         Arc::new(Pipeline {
+            guard,
             upstream,
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
@@ -165,6 +186,11 @@ impl Pipeline {
     /// Whether the exchange keeps what it received and sent, for the capture or the view.
     fn keeps_requests(&self) -> bool {
         self.recorder.is_some() || self.view.is_some()
+    }
+
+    /// The blast-radius guard, for the admin listener.
+    pub fn guard(&self) -> Option<&crate::guard::Guard> {
+        self.guard.as_ref()
     }
 
     /// The rules in effect.
@@ -477,7 +503,7 @@ impl Pipeline {
         outbound.tenant = exchange.tenant.clone().unwrap_or_default();
         outbound.class = OpClass::of(classified.operation, &outbound.method);
 
-        // 6. rewrite / reject; a group change AWS refuses is repaired instead
+        // 6. rewrite / reject. Changes to one group wait while a repair of it runs.
         let _group = (self.repairer)
             .serialise(
                 &outbound.tenant,
@@ -485,19 +511,35 @@ impl Pipeline {
                 classified.id.as_deref(),
             )
             .await;
-        let rejected = matches!(judgement.verdict, Verdict::Reject(_));
-        if !rejected && (self.repairer).wanted(self.mode, classified.operation, &exchange.findings)
-        {
-            return Ok(Box::pin(self.repair(&outbound, &classified, &body, exchange)).await);
-        }
+        // The request as received, for the guard (counted before batches are split) and
+        // the repair.
+        let original = body;
         let (body, changed, batches) = match judgement.verdict {
             Verdict::Reject(mut error) => {
                 exchange.secrets.scrub_string(&mut error.detail);
                 return Ok(scim_response(&error));
             }
-            Verdict::Forward => (body, false, Vec::new()),
+            Verdict::Forward => (original.clone(), false, Vec::new()),
             Verdict::Rewrite { body, batches } => (Bytes::from(body), true, batches),
         };
+
+        // 6b. the blast-radius guard, after the verdict (a rejected request changes
+        // nothing) and before the throttle (a held request spends no quota)
+        if let Some(guard) = &self.guard {
+            let path = outbound.path_and_query.path();
+            if let Some(held) = guard
+                .check(&outbound.tenant, classified.operation, path, &original)
+                .await
+            {
+                return Ok(held_response(&held, exchange));
+            }
+        }
+
+        // 6′. a group change AWS refuses is repaired instead: the group's members are
+        // read and the adds and removes sent, each request throttled as any other
+        if (self.repairer).wanted(self.mode, classified.operation, &exchange.findings) {
+            return Ok(Box::pin(self.repair(&outbound, &classified, &original, exchange)).await);
+        }
 
         // 7. throttle, after checking, so rejected requests spend no quota
         self.throttle(&outbound.tenant, outbound.class, exchange)
@@ -1021,6 +1063,20 @@ pub fn error_response(error: &Error) -> Response<Body> {
         return response;
     }
     scim_response(&ScimError::new(error.status(), error.detail()))
+}
+
+/// The answer to a request the blast-radius guard held: 503 in AWS's error shape,
+/// `Retry-After`, recorded with the guard's text as the exchange's error.
+fn held_response(held: &crate::guard::Held, exchange: &mut Exchange) -> Response<Body> {
+    let error = held.error();
+    exchange.verdict = Outcome::Held;
+    exchange.error = Some(error.detail.clone());
+    let mut response = scim_response(&error);
+    response.headers_mut().insert(
+        RETRY_AFTER,
+        HeaderValue::from(crate::guard::HELD_RETRY_AFTER.as_secs()),
+    );
+    response
 }
 
 /// A SCIM error as a response, with the status it names.

@@ -8,9 +8,10 @@ mod connections;
 mod debugging;
 mod deployment;
 mod emulator;
-#[allow(dead_code)] // until the browser and Redis tests call it
+#[allow(dead_code)] // until the browser tests call it
 mod external;
 mod forwarding;
+mod guard;
 mod limits;
 mod linear;
 mod pipeline;
@@ -20,6 +21,7 @@ mod reload;
 mod repair;
 mod rules;
 mod secrets;
+mod shared_throttle;
 mod shutdown;
 mod streaming;
 mod support;

@@ -190,14 +190,14 @@ struct Hit {
 
 /// A tiny upstream on 127.0.0.1:0: records when each request arrived, and answers the
 /// `n`th request (from 0) with `script(n)`.
-struct Scripted {
+pub(crate) struct Scripted {
     addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
     _task: JoinHandle<()>,
 }
 
 impl Scripted {
-    async fn start(script: fn(usize) -> Response<Full<Bytes>>) -> Scripted {
+    pub(crate) async fn start(script: fn(usize) -> Response<Full<Bytes>>) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -240,7 +240,7 @@ impl Scripted {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -263,7 +263,7 @@ const AWS_429_BODY: &str = r#"{"schema":["urn:ietf:params:scim:api:messages:2.0:
 const AWS_429_REQUEST_ID: &str = "f00dfeed-0000-4000-8000-000000000429";
 
 /// 429 with `Retry-After: 2` to the first request, then 201.
-fn throttled_once(n: usize) -> Response<Full<Bytes>> {
+pub(crate) fn throttled_once(n: usize) -> Response<Full<Bytes>> {
     if n > 0 {
         return created(n);
     }
