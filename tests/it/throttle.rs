@@ -340,7 +340,11 @@ async fn reject_refuses_the_40_over_the_burst_with_aws_shaped_429s() {
         let requests = (0..50)
             .map(|i| create_user(&base(proxy.addr), "t-reject", &user(i)))
             .collect();
+        let started = std::time::Instant::now();
         let answers = fire(&client, requests).await;
+        // The burst, plus the tokens 10/s refills while a loaded machine takes its time
+        // over the 50: exactly 10 when they all arrive within 100 ms.
+        let refilled = (started.elapsed().as_secs_f64() * 10.0).floor() as usize;
 
         let passed = answers
             .iter()
@@ -350,10 +354,10 @@ async fn reject_refuses_the_40_over_the_burst_with_aws_shaped_429s() {
             .iter()
             .filter(|a| a.status == StatusCode::TOO_MANY_REQUESTS)
             .collect();
-        assert_eq!(
-            (passed, refused.len()),
-            (10, 40),
-            "{:?}",
+        assert!(
+            (10..=10 + refilled).contains(&passed) && passed + refused.len() == 50,
+            "{passed} passed, {} refused, {refilled} tokens refilled: {:?}",
+            refused.len(),
             statuses(&answers)
         );
         for answer in refused {
