@@ -46,6 +46,7 @@ use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
 use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, Timings};
+use crate::redact::Secrets;
 use crate::repair::Repairer;
 use crate::rules::{Answer, Mode, RuleSet};
 use crate::scim::error::ScimError;
@@ -490,15 +491,11 @@ impl Pipeline {
         let mut outbound = self.outbound(parts, conn)?;
 
         // 3–5. classify, check, decide
-        let judgement = self.judge(&outbound, &body).await?;
+        let (judgement, secrets) = self.judge(&outbound, &body).await?;
         let classified = judgement.classified;
         exchange.tenant = classified.tenant().map(str::to_owned);
         exchange.operation = Some(classified.operation);
-        exchange.secrets = crate::redact::Secrets::of_request(
-            outbound.path_and_query.as_str(),
-            &outbound.headers,
-            &body,
-        );
+        exchange.secrets = secrets;
         exchange.findings = judgement.evaluation.findings;
         exchange.secrets.scrub_findings(&mut exchange.findings);
         exchange.verdict = Outcome::from(&judgement.verdict);
@@ -571,14 +568,33 @@ impl Pipeline {
     /// Phases 3 to 5: [`verdict::judge`]. A heavy body is judged on a blocking thread,
     /// at most [`heavy_permits`] at once, so the async workers keep answering small
     /// requests while big ones queue.
-    async fn judge(&self, outbound: &Outbound, body: &Bytes) -> Result<Judgement, Error> {
+    async fn judge(
+        &self,
+        outbound: &Outbound,
+        body: &Bytes,
+    ) -> Result<(Judgement, Secrets), Error> {
+        // Judging and collecting the request's secrets both read the whole body.
+        fn both(
+            rules: &RuleSet,
+            mode: Mode,
+            method: &str,
+            target: &str,
+            headers: &HeaderMap,
+            body: &[u8],
+        ) -> (Judgement, Secrets) {
+            (
+                verdict::judge(rules, mode, method, target, body),
+                Secrets::of_request(target, headers, body),
+            )
+        }
         let (method, target) = (outbound.method.as_str(), outbound.path_and_query.as_str());
         if body.len() <= HEAVY_BODY_BYTES {
-            return Ok(verdict::judge(
+            return Ok(both(
                 &self.rules(),
                 self.mode,
                 method,
                 target,
+                &outbound.headers,
                 body,
             ));
         }
@@ -587,10 +603,11 @@ impl Pipeline {
         })?;
         let (rules, mode, body) = (self.rules(), self.mode, body.clone());
         let (method, target) = (method.to_owned(), target.to_owned());
+        let headers = outbound.headers.clone();
         tokio::task::spawn_blocking(move || {
             // Held until judged, even when the client has gone away meanwhile.
             let _permit = permit;
-            verdict::judge(&rules, mode, &method, &target, &body)
+            both(&rules, mode, &method, &target, &headers, &body)
         })
         .await
         .map_err(|e| ErrorKind::Internal(format!("judging the request failed: {e}")).into())

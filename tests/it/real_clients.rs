@@ -162,7 +162,8 @@ async fn a_cursor_off_awss_pattern_is_refused_and_paging_parameters_are_explaine
 #[tokio::test]
 async fn removing_or_replacing_every_member_is_refused_with_how_to_name_members() {
     let upstream = TestUpstream::start(Behaviour::Answer).await;
-    let proxy = TestProxy::in_front_of(&upstream.url()).await;
+    // By default these are repaired (tests/it/repair.rs); refused, the detail says how.
+    let proxy = refusing_repairs(&upstream.url()).await;
     for op in [
         json!({"op": "remove", "path": "members"}),
         json!({"op": "remove", "path": "members", "value": null}),
@@ -368,7 +369,7 @@ async fn a_username_that_is_not_an_email_address_is_forwarded_with_a_warning() {
 #[tokio::test]
 async fn operation_level_texts_say_what_to_do() {
     let upstream = TestUpstream::start(Behaviour::Answer).await;
-    let proxy = TestProxy::in_front_of(&upstream.url()).await;
+    let proxy = refusing_repairs(&upstream.url()).await;
     let detail = |body: &Bytes| scim_error(body).1;
     let (_, _, body) = call(&proxy, Method::GET, "/t/scim/v2/Me", &Value::Null).await;
     assert!(
@@ -618,4 +619,20 @@ async fn a_failed_second_batch_says_request_1_was_applied_without_a_double_perio
     );
     assert!(!detail.contains(".."), "{detail}");
     assert_eq!(upstream.seen().len(), 2);
+}
+
+/// A proxy in front of `upstream` whose repair rules refuse instead of repairing.
+async fn refusing_repairs(upstream: &str) -> TestProxy {
+    TestProxy::start(RunArgs {
+        upstream: Some(upstream.to_owned()),
+        rule: [
+            "group.put",
+            "group.patch.replace-members",
+            "group.patch.remove-all-members",
+        ]
+        .map(|id| format!("{id}=reject"))
+        .to_vec(),
+        ..RunArgs::default()
+    })
+    .await
 }

@@ -426,14 +426,6 @@ fn triggers() -> Vec<(&'static str, Req)> {
             ),
         ),
         (
-            "group.patch.remove-all-members",
-            req(
-                "PATCH",
-                "/scim/v2/Groups/g-1",
-                patch(json!([{"op": "remove", "path": "members"}])),
-            ),
-        ),
-        (
             "group.patch.remove-member-filter",
             req(
                 "PATCH",
