@@ -7,6 +7,7 @@ mod emulator;
 #[allow(dead_code)] // until the browser, ACME and Redis tests call it
 mod external;
 mod forwarding;
+mod fuzz_seeds;
 mod limits;
 mod pipeline;
 mod recording;
