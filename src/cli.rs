@@ -40,6 +40,27 @@ pub enum Command {
     /// Re-send a capture's requests, in order and as received, to a target; summarise
     /// the statuses that differ from the capture.
     Replay(ReplayArgs),
+    /// Write one self-contained HTML report of captures (merged by time): a summary,
+    /// who failed and why, and every exchange.
+    Report(ReportArgs),
+}
+
+/// Flags of `scimguard report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Captures (--record), e.g. one per replica, merged by time; each with its
+    /// rotated files.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+
+    /// Refuse a capture with a cut last line or a corrupt line (by default such lines
+    /// are skipped with a warning naming them, in the report too).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// The HTML file to write.
+    #[arg(long, default_value = "report.html", value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Flags of `scimguard check`.
@@ -214,6 +235,30 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_HEADER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub header_timeout: Option<Duration>,
 
+    /// Time a keep-alive connection may stay with no request in flight, e.g. 75s
+    /// [default: 75s].
+    #[arg(long, env = "SCIMGUARD_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Time a client has to send a request body once its headers arrived; then 408
+    /// [default: 30s].
+    #[arg(long, env = "SCIMGUARD_BODY_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub body_timeout: Option<Duration>,
+
+    /// Client connections at once; more wait to be accepted [default: 10000].
+    #[arg(long, env = "SCIMGUARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Client connections at once from one IP address; 0 turns the cap off
+    /// [default: 1000].
+    #[arg(long, env = "SCIMGUARD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// With --record, response bodies longer than this are recorded cut, with a
+    /// marker (they still reach the client whole) [default: 1048576].
+    #[arg(long, env = "SCIMGUARD_RECORD_BODY_MAX_BYTES", value_name = "BYTES")]
+    pub record_body_max_bytes: Option<usize>,
+
     /// Time allowed to connect to the upstream [default: 5s].
     #[arg(long, env = "SCIMGUARD_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub connect_timeout: Option<Duration>,
@@ -221,6 +266,15 @@ pub struct RunArgs {
     /// Time allowed for the upstream's whole response [default: 30s].
     #[arg(long, env = "SCIMGUARD_UPSTREAM_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Option<Duration>,
+
+    /// The most members a repair of a group change reads before it refuses the change
+    /// [default: 50000].
+    #[arg(long, env = "SCIMGUARD_REPAIR_MAX_MEMBERS", value_name = "N")]
+    pub repair_max_members: Option<usize>,
+
+    /// Time a repair of a group change may take, e.g. 25s [default: 25s].
+    #[arg(long, env = "SCIMGUARD_REPAIR_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub repair_timeout: Option<Duration>,
 
     /// enforce: act on findings (reject, rewrite); observe: change nothing, log what
     /// would have happened [default: enforce].
@@ -269,8 +323,8 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_RECORD", value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    /// With --record: replace names, emails, phone numbers and addresses by stable
-    /// hashes, so the capture can be shared with a vendor.
+    /// Replace names, emails, phone numbers and addresses by stable hashes in the
+    /// capture (so it can be shared with a vendor) and in the live view.
     #[arg(long, env = "SCIMGUARD_REDACT_PII")]
     pub redact_pii: bool,
 
@@ -292,6 +346,22 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_ADMIN", value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
 
+    /// Require this bearer token on --admin (the live view, /metrics; /healthz and
+    /// /readyz stay open). Needed when --admin is not on loopback; a one-time login link
+    /// for browsers is printed at start.
+    #[arg(
+        long,
+        env = "SCIMGUARD_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Exchanges the live view on --admin keeps in memory; 0 turns the view off
+    /// [default: 1000].
+    #[arg(long, env = "SCIMGUARD_VIEW_HISTORY", value_name = "N")]
+    pub view_history: Option<usize>,
+
     /// Without --upstream: the embedded emulator's bearer token [default: a random one,
     /// printed at start].
     #[arg(
@@ -310,6 +380,57 @@ pub struct RunArgs {
     #[arg(long, env = "SCIMGUARD_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Get the listener's certificate from an ACME CA for this DNS name (repeatable, or
+    /// comma-separated), validated with TLS-ALPN-01 on the listening port.
+    #[arg(
+        long,
+        env = "SCIMGUARD_ACME_DOMAIN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub acme_domain: Vec<String>,
+
+    /// Contact for the ACME account, e.g. mailto:ops@example.com (repeatable).
+    #[arg(
+        long,
+        env = "SCIMGUARD_ACME_CONTACT",
+        value_name = "URI",
+        value_delimiter = ','
+    )]
+    pub acme_contact: Vec<String>,
+
+    /// Folder for the ACME account key and certificates (files 0600), reused across
+    /// restarts.
+    #[arg(long, env = "SCIMGUARD_ACME_CACHE", value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+
+    /// The ACME CA's directory URL [default: Let's Encrypt production,
+    /// https://acme-v02.api.letsencrypt.org/directory].
+    #[arg(long, env = "SCIMGUARD_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// PEM CA certificate(s) to trust for the ACME directory's own HTTPS (test CAs).
+    #[arg(long, env = "SCIMGUARD_ACME_CA", value_name = "FILE")]
+    pub acme_ca: Option<PathBuf>,
+
+    /// Tokens the IdP may present, one a line (or `sha256:<hex>` of one); any other
+    /// request is refused with 401 before it is read. Needs --upstream-token-file.
+    #[arg(long, env = "SCIMGUARD_CLIENT_TOKEN_FILE", value_name = "FILE")]
+    pub client_token_file: Option<PathBuf>,
+
+    /// The AWS SCIM token, sent upstream in place of the IdP's token.
+    #[arg(long, env = "SCIMGUARD_UPSTREAM_TOKEN_FILE", value_name = "FILE")]
+    pub upstream_token_file: Option<PathBuf>,
+
+    /// With --forwarded-headers: the load balancers (addresses or CIDR networks,
+    /// comma-separated) whose X-Forwarded-For is kept; anyone else's is replaced.
+    #[arg(
+        long,
+        env = "SCIMGUARD_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Log lines as text or as JSON objects, one a line [default: text].
     #[arg(long, env = "SCIMGUARD_LOG_FORMAT", value_enum)]
     pub log_format: Option<crate::logging::LogFormat>,

@@ -30,6 +30,29 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 /// that trickles bytes is disconnected then. IdPs send their headers in one write.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A keep-alive connection with no request in flight closes after 75 s, as nginx's
+/// `keepalive_timeout`: an IdP reuses its connections within seconds during a sync, and
+/// an idle client should not hold a slot for ever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// A request body must arrive whole within 30 s of its headers (→ 408): the largest
+/// body AWS accepts (1 MiB) takes under a second on any link an IdP uses, and a body
+/// trickled a byte at a time would otherwise hold its connection for ever.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most 10,000 client connections at once; the next waits in the kernel's accept
+/// queue. Each costs a few KiB while idle; the open-files limit is raised to match.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// At most 1,000 connections at once from one address, so one client cannot take every
+/// slot, while a load balancer's few addresses still fit.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+
+/// With `--record`, a response body is recorded up to 1 MiB (AWS's largest request,
+/// and over ten of its 50-resource list pages); a longer one is recorded cut, with a
+/// marker, and still streams to the client whole.
+pub const DEFAULT_RECORD_BODY_MAX_BYTES: usize = 1_048_576;
+
 /// TCP + TLS connect to the upstream: 5 s. AWS's regional endpoints connect in well
 /// under 100 ms, so 5 s only expires when the upstream is really unreachable (→ 502).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +91,8 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     pub forwarded_headers: bool,
     pub limits: Limits,
+    /// Settings given that have no effect, for `main` to log once logging is set up.
+    pub warnings: Vec<String>,
     /// Enforce (act on findings) or observe (only report them).
     pub mode: Mode,
     /// The rules in effect: the embedded file or `--rules`, with action overrides.
@@ -78,10 +103,25 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// `--admin-token`: the bearer token the admin listener requires, if any.
+    pub admin_token: Option<String>,
+    /// `--view-history`: exchanges the live view keeps; 0: no view.
+    pub view_history: usize,
+    /// `--redact-pii`: hash PII in the capture and in the live view.
+    pub redact_pii: bool,
     /// `--record`: the capture file and how to write it.
     pub record: Option<(PathBuf, crate::record::RecordOptions)>,
     /// `--explain-log`: one JSON explanation per exchange.
     pub explain_log: Option<PathBuf>,
+    /// `--repair-max-members`, `--repair-timeout`: the bounds of a repair.
+    pub repair: crate::repair::RepairSettings,
+    /// `--acme-domain` and friends: the listener's certificate from an ACME CA.
+    pub acme: Option<crate::tls::acme::AcmeSettings>,
+    /// `--client-token-file` and `--upstream-token-file`: token isolation, its files
+    /// read (they are re-read on SIGHUP).
+    pub token_isolation: Option<std::sync::Arc<crate::auth::TokenIsolation>>,
+    /// `--trusted-proxies`: the only peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--log-format`: text or JSON log lines.
     pub log_format: crate::logging::LogFormat,
 }
@@ -99,6 +139,13 @@ pub struct TlsFiles {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    /// 0: no cap per address.
+    pub max_connections_per_ip: usize,
+    /// A response body longer than this is recorded cut (with `--record`).
+    pub record_body_max_bytes: usize,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -109,6 +156,11 @@ impl Default for Limits {
         Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            record_body_max_bytes: DEFAULT_RECORD_BODY_MAX_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -200,6 +252,11 @@ pub struct FileConfig {
     pub forwarded_headers: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub record_body_max_bytes: Option<usize>,
     pub connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
@@ -213,10 +270,22 @@ pub struct FileConfig {
     #[serde(default)]
     pub throttle: ThrottleSection,
     pub admin: Option<String>,
+    pub admin_token: Option<String>,
+    pub view_history: Option<usize>,
     pub record: Option<PathBuf>,
     pub redact_pii: Option<bool>,
     pub record_max_bytes: Option<u64>,
     pub explain_log: Option<PathBuf>,
+    pub repair_max_members: Option<usize>,
+    pub repair_timeout: Option<String>,
+    pub acme_domain: Option<Vec<String>>,
+    pub acme_contact: Option<Vec<String>>,
+    pub acme_cache: Option<PathBuf>,
+    pub acme_directory: Option<String>,
+    pub acme_ca: Option<PathBuf>,
+    pub client_token_file: Option<PathBuf>,
+    pub upstream_token_file: Option<PathBuf>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub replica_name: Option<String>,
     pub log_format: Option<crate::logging::LogFormat>,
 }
@@ -296,6 +365,11 @@ impl Config {
     }
 
     fn merge(args: &RunArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let has_tls_files = args.tls_cert.is_some() || file.tls_cert.is_some();
+        let acme = acme_settings(args, &file, has_tls_files)?;
+        let token_isolation = token_isolation(args, &file)?;
+        let trusted_proxies = trusted_proxies(args, &file)?;
+        let emulator_token_given = args.token.is_some() || file.emulator.token.is_some();
         let listen = match (args.listen, file.listen) {
             (Some(addr), _) => addr,
             (None, Some(raw)) => raw.parse().map_err(|e| {
@@ -367,6 +441,17 @@ impl Config {
             ));
         }
 
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(ConfigError::setting(
+                "max_connections",
+                "0 would accept no client",
+                format!("use a positive number; the default is {DEFAULT_MAX_CONNECTIONS}"),
+            ));
+        }
         let limits = Limits {
             max_body_bytes,
             header_timeout: duration(
@@ -375,6 +460,27 @@ impl Config {
                 file.header_timeout,
                 DEFAULT_HEADER_TIMEOUT,
             )?,
+            idle_timeout: duration(
+                "idle_timeout",
+                args.idle_timeout,
+                file.idle_timeout,
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
+            body_timeout: duration(
+                "body_timeout",
+                args.body_timeout,
+                file.body_timeout,
+                DEFAULT_BODY_TIMEOUT,
+            )?,
+            max_connections,
+            max_connections_per_ip: args
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            record_body_max_bytes: args
+                .record_body_max_bytes
+                .or(file.record_body_max_bytes)
+                .unwrap_or(DEFAULT_RECORD_BODY_MAX_BYTES),
             connect_timeout: duration(
                 "connect_timeout",
                 args.connect_timeout,
@@ -411,6 +517,30 @@ impl Config {
             (None, None) => Mode::Enforce,
         };
         let rules = load_rules(args, file.rules)?;
+        // The emulator's settings mean nothing when requests go to a real upstream: say so
+        // rather than let the admin believe a token or tenant is in force.
+        let mut warnings = Vec::new();
+        if upstream.is_some() {
+            let given = [
+                (
+                    "--tenant",
+                    args.tenant.is_some() || file.emulator.tenant.is_some(),
+                ),
+                (
+                    "--token",
+                    args.token.is_some() || file.emulator.token.is_some(),
+                ),
+                (
+                    "--state",
+                    args.state.is_some() || file.emulator.state.is_some(),
+                ),
+            ];
+            for (flag, _) in given.iter().filter(|(_, set)| *set) {
+                warnings.push(format!(
+                    "{flag} is ignored: it configures the embedded emulator, which does not run with --upstream (the IdP's own bearer token is passed to the upstream)"
+                ));
+            }
+        }
         let emulator = EmulatorConfig {
             tenant: args
                 .tenant
@@ -425,6 +555,14 @@ impl Config {
             state_file: args.state.clone().or(file.emulator.state),
             rate: file.emulator.rate.unwrap_or(crate::emulator::DEFAULT_RATE),
         };
+
+        // Token isolation in front of the embedded emulator: it expects the token
+        // scimguard sends upstream, unless told otherwise.
+        let mut emulator = emulator;
+        if let (None, Some(isolation), false) = (&upstream, &token_isolation, emulator_token_given)
+        {
+            emulator.token = isolation.upstream_token();
+        }
 
         let section = file.throttle;
         let throttle = ThrottleConfig {
@@ -468,11 +606,28 @@ impl Config {
             crate::admin::check_admin_address(admin, listen)
                 .map_err(|e| ConfigError(e.to_string()))?;
         }
+        let admin_token = args.admin_token.clone().or(file.admin_token);
+        if admin_token.as_deref() == Some("") {
+            return Err(ConfigError::setting(
+                "admin_token",
+                "it is empty",
+                "give a long random token, e.g. `openssl rand -hex 32`",
+            ));
+        }
+        if let Some(admin) = admin {
+            crate::admin::check_admin_exposure(admin, admin_token.as_deref())
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        let view_history = args
+            .view_history
+            .or(file.view_history)
+            .unwrap_or(crate::admin::view::DEFAULT_VIEW_HISTORY);
 
+        let redact_pii = args.redact_pii || file.redact_pii.unwrap_or(false);
         let record = args.record.clone().or(file.record).map(|path| {
             let options = crate::record::RecordOptions {
                 max_bytes: args.record_max_bytes.or(file.record_max_bytes),
-                redact_pii: args.redact_pii || file.redact_pii.unwrap_or(false),
+                redact_pii,
                 replica: Some(
                     args.replica_name
                         .clone()
@@ -501,12 +656,42 @@ impl Config {
             ));
         }
 
+        let repair = crate::repair::RepairSettings {
+            max_members: args
+                .repair_max_members
+                .or(file.repair_max_members)
+                .unwrap_or(crate::repair::DEFAULT_MAX_MEMBERS),
+            timeout: duration(
+                "repair_timeout",
+                args.repair_timeout,
+                file.repair_timeout,
+                crate::repair::DEFAULT_TIMEOUT,
+            )?,
+        };
+        if repair.max_members == 0 {
+            return Err(ConfigError::setting(
+                "repair_max_members",
+                "0 would refuse every repair of a group change",
+                format!(
+                    "use a positive number of members; the default is {}",
+                    crate::repair::DEFAULT_MAX_MEMBERS
+                ),
+            ));
+        }
+
         Ok(Config {
+            repair,
+            acme,
+            token_isolation,
+            trusted_proxies,
             record,
             explain_log: args.explain_log.clone().or(file.explain_log),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             throttle,
             admin,
+            admin_token,
+            view_history,
+            redact_pii,
             emulator,
             mode,
             rules,
@@ -516,6 +701,7 @@ impl Config {
             upstream_ca,
             forwarded_headers: args.forwarded_headers || file.forwarded_headers.unwrap_or(false),
             limits,
+            warnings,
         })
     }
 }
@@ -557,6 +743,163 @@ fn load_rules(args: &RunArgs, section: RulesSection) -> Result<RuleSet, ConfigEr
         })?;
     }
     Ok(rules)
+}
+
+/// `--acme-domain` (repeatable), `--acme-contact`, `--acme-cache`, `--acme-directory`,
+/// `--acme-ca`: `None` without a domain.
+fn acme_settings(
+    args: &RunArgs,
+    file: &FileConfig,
+    has_tls_files: bool,
+) -> Result<Option<crate::tls::acme::AcmeSettings>, ConfigError> {
+    let domains = if args.acme_domain.is_empty() {
+        file.acme_domain.clone().unwrap_or_default()
+    } else {
+        args.acme_domain.clone()
+    };
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    if has_tls_files {
+        return Err(ConfigError::setting(
+            "acme_domain",
+            "--acme-domain and --tls-cert both choose the listener's certificate",
+            "give one of them: --acme-domain to get certificates from an ACME CA, or --tls-cert/--tls-key to serve your own",
+        ));
+    }
+    let mut names = Vec::with_capacity(domains.len());
+    for raw in domains {
+        let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let is_dns_name = matches!(
+            rustls::pki_types::ServerName::try_from(name.as_str()),
+            Ok(rustls::pki_types::ServerName::DnsName(_))
+        );
+        if !is_dns_name || name.starts_with("*.") || !name.contains('.') {
+            return Err(ConfigError::setting(
+                "acme_domain",
+                format!("`{raw}` is not a fully qualified DNS name"),
+                "give the name the IdP will connect to, e.g. scim.example.com (no wildcards, no IP addresses: TLS-ALPN-01 validates one DNS name at a time)",
+            ));
+        }
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let contact = if args.acme_contact.is_empty() {
+        file.acme_contact.clone().unwrap_or_default()
+    } else {
+        args.acme_contact.clone()
+    };
+    if let Some(bad) = contact.iter().find(|c| !c.starts_with("mailto:")) {
+        return Err(ConfigError::setting(
+            "acme_contact",
+            format!("`{bad}` is not a mailto: URI"),
+            "write mailto:ops@example.com",
+        ));
+    }
+    let cache = args
+        .acme_cache
+        .clone()
+        .or_else(|| file.acme_cache.clone())
+        .ok_or_else(|| {
+            ConfigError::setting(
+                "acme_cache",
+                "--acme-domain needs a folder for the account key and certificates",
+                "pass --acme-cache DIR, e.g. /var/lib/scimguard/acme, so restarts reuse them instead of ordering again",
+            )
+        })?;
+    let directory = args
+        .acme_directory
+        .clone()
+        .or_else(|| file.acme_directory.clone())
+        .unwrap_or_else(|| crate::tls::acme::LETS_ENCRYPT_PRODUCTION.to_owned());
+    let is_https = directory
+        .parse::<Uri>()
+        .ok()
+        .is_some_and(|uri| uri.scheme() == Some(&Scheme::HTTPS) && uri.host().is_some());
+    if !is_https {
+        return Err(ConfigError::setting(
+            "acme_directory",
+            format!("`{directory}` is not an https URL"),
+            format!(
+                "give the CA's directory URL, e.g. {} (Let's Encrypt staging)",
+                crate::tls::acme::LETS_ENCRYPT_STAGING
+            ),
+        ));
+    }
+    let extra_ca = args.acme_ca.clone().or_else(|| file.acme_ca.clone());
+    if let Some(ca) = &extra_ca {
+        require_file("acme_ca", ca)?;
+    }
+    Ok(Some(crate::tls::acme::AcmeSettings {
+        domains: names,
+        contact,
+        cache,
+        directory,
+        extra_ca,
+    }))
+}
+
+/// `--client-token-file` and `--upstream-token-file`: both or neither, read now so a
+/// bad file stops start-up.
+fn token_isolation(
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<Option<std::sync::Arc<crate::auth::TokenIsolation>>, ConfigError> {
+    let client = args
+        .client_token_file
+        .clone()
+        .or_else(|| file.client_token_file.clone());
+    let upstream = args
+        .upstream_token_file
+        .clone()
+        .or_else(|| file.upstream_token_file.clone());
+    let fix = "give both: the tokens the IdP may present (--client-token-file) and the AWS token sent in their place (--upstream-token-file), or neither to pass the IdP's token through";
+    match (client, upstream) {
+        (None, None) => Ok(None),
+        (Some(client), Some(upstream)) => {
+            require_file("client_token_file", &client)?;
+            require_file("upstream_token_file", &upstream)?;
+            let files = crate::auth::TokenFiles { client, upstream };
+            let isolation = crate::auth::TokenIsolation::load(&files)
+                .map_err(|e| ConfigError(format!("invalid token file: {e}")))?;
+            Ok(Some(std::sync::Arc::new(isolation)))
+        }
+        (Some(_), None) => Err(ConfigError::setting(
+            "upstream_token_file",
+            "--client-token-file is set but --upstream-token-file is not",
+            fix,
+        )),
+        (None, Some(_)) => Err(ConfigError::setting(
+            "client_token_file",
+            "--upstream-token-file is set but --client-token-file is not",
+            fix,
+        )),
+    }
+}
+
+/// `--trusted-proxies CIDR,…`: addresses or networks, e.g. 10.0.0.0/8.
+fn trusted_proxies(args: &RunArgs, file: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let raw = if args.trusted_proxies.is_empty() {
+        file.trusted_proxies.clone().unwrap_or_default()
+    } else {
+        args.trusted_proxies.clone()
+    };
+    raw.iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::setting(
+                        "trusted_proxies",
+                        format!("`{entry}` is neither an address nor a CIDR network"),
+                        "list the load balancer's addresses, e.g. 10.0.0.0/8,192.168.1.10",
+                    )
+                })
+        })
+        .collect()
 }
 
 fn require_file(name: &str, path: &Path) -> Result<(), ConfigError> {
@@ -641,6 +984,35 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_come_from_the_file_and_flags() {
+        let file: FileConfig = toml::from_str(
+            "idle_timeout = \"5s\"\nbody_timeout = \"2s\"\nmax_connections = 50\nmax_connections_per_ip = 0\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            max_connections: Some(60),
+            ..RunArgs::default()
+        };
+        let cfg = Config::merge(&args, file).unwrap();
+        assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.limits.body_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.limits.max_connections, 60);
+        assert_eq!(cfg.limits.max_connections_per_ip, 0);
+        let defaults = Config::merge(&RunArgs::default(), FileConfig::default()).unwrap();
+        assert_eq!(defaults.limits.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(defaults.limits.max_connections, 10_000);
+        assert_eq!(defaults.limits.max_connections_per_ip, 1_000);
+        let zero = RunArgs {
+            max_connections: Some(0),
+            ..RunArgs::default()
+        };
+        let err = Config::merge(&zero, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--max-connections"), "{err}");
+    }
+
+    #[test]
     fn log_format_comes_from_the_file_unless_a_flag_says_otherwise() {
         use crate::logging::LogFormat;
         let file: FileConfig = toml::from_str("log_format = \"json\"").unwrap();
@@ -693,5 +1065,53 @@ mod tests {
                 && err.contains("Fix:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn acme_settings_are_checked_and_named() {
+        let acme = |domains: &[&str], cache: bool| RunArgs {
+            acme_domain: domains.iter().map(|d| d.to_string()).collect(),
+            acme_cache: cache.then(|| PathBuf::from("/var/lib/scimguard/acme")),
+            ..RunArgs::default()
+        };
+        let cfg =
+            Config::merge(&acme(&["SCIM.Example.com."], true), FileConfig::default()).unwrap();
+        let settings = cfg.acme.unwrap();
+        assert_eq!(settings.domains, ["scim.example.com"]);
+        assert_eq!(
+            settings.directory,
+            crate::tls::acme::LETS_ENCRYPT_PRODUCTION
+        );
+        for (args, named) in [
+            (acme(&["scim.example.com"], false), "--acme-cache"),
+            (acme(&["*.example.com"], true), "--acme-domain"),
+            (acme(&["10.0.0.1"], true), "--acme-domain"),
+            (
+                RunArgs {
+                    acme_directory: Some("http://ca.example/dir".into()),
+                    ..acme(&["scim.example.com"], true)
+                },
+                "--acme-directory",
+            ),
+            (
+                RunArgs {
+                    acme_contact: vec!["ops@example.com".into()],
+                    ..acme(&["scim.example.com"], true)
+                },
+                "--acme-contact",
+            ),
+            (
+                RunArgs {
+                    trusted_proxies: vec!["10.0.0.0/33".into()],
+                    ..RunArgs::default()
+                },
+                "--trusted-proxies",
+            ),
+        ] {
+            let err = Config::merge(&args, FileConfig::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named) && err.contains("Fix:"), "{err}");
+        }
     }
 }

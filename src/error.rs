@@ -32,6 +32,8 @@ pub enum ErrorKind {
     BodyTooLarge { limit: usize },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {0:?} (--body-timeout)")]
+    BodyTimeout(std::time::Duration),
     #[error(
         "the request target `{0}` has no path; send an origin-form target such as /scim/v2/Users"
     )]
@@ -63,6 +65,7 @@ impl Error {
         match &self.kind {
             ErrorKind::BodyTooLarge { .. } => 413,
             ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) | ErrorKind::DotSegment { .. } => 400,
+            ErrorKind::BodyTimeout(_) => 408,
             ErrorKind::TargetTooLong { .. } => 414,
             ErrorKind::Upstream(e) => e.status(),
             ErrorKind::Throttled { .. } => 429,
@@ -74,6 +77,7 @@ impl Error {
         match &self.kind {
             ErrorKind::BodyTooLarge { .. }
             | ErrorKind::BodyRead(_)
+            | ErrorKind::BodyTimeout(_)
             | ErrorKind::NoPath(_)
             | ErrorKind::TargetTooLong { .. }
             | ErrorKind::DotSegment { .. } => Blame::Client,
@@ -90,6 +94,9 @@ impl Error {
                 "Split the change into smaller requests (at most 100 group members per PATCH)."
             }
             ErrorKind::BodyRead(_) | ErrorKind::NoPath(_) => "Check the IdP's SCIM endpoint URL.",
+            ErrorKind::BodyTimeout(_) => {
+                "Send the whole body at once; check the network between the IdP and scimguard."
+            }
             ErrorKind::TargetTooLong { .. } => {
                 "AWS's own targets are short; shorten the query (e.g. a filter with fewer terms) or check the IdP's SCIM endpoint URL."
             }

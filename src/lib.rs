@@ -11,22 +11,27 @@
 //! | part | role |
 //! |---|---|
 //! | [`cli`], [`config`] | raw flags (clap) → one validated [`config::Config`] (file + env + flags) |
-//! | [`server`] | accept, TLS, HTTP/1.1 and h2, header timeout, graceful shutdown |
+//! | [`server`] | accept, TLS, HTTP/1.1 and h2; connection caps, header and idle timeouts; graceful shutdown |
 //! | [`target`], [`unparsed`] | the request target's length and dot-segments; AWS-shaped answers to what hyper refuses |
 //! | [`pipeline`] | THE flow of one request: every phase, in order |
 //! | [`exchange`] | the per-request record the phases share |
+//! | [`batches`] | member changes over AWS's 100 split into sequential requests, each member moved once |
+//! | [`body`] | response bodies: whole, or the upstream's answer streamed as it arrives |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
 //! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
-//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz |
+//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz; the live view of recent exchanges (`--view-history`, `--admin-token`) |
+//! | [`report`] | `scimguard report`: one self-contained HTML file of captures |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
 //! | [`redact`] | THE one redaction of secrets (and PII) used by every output |
 //! | [`offline`], [`replay`] | `check` captures or request files; `replay` a capture |
 //! | [`logging`] | tracing-subscriber's text or JSON lines, through a buffered writer thread |
 //! | [`scim`] | SCIM's vocabulary, knows nothing of AWS |
 //! | [`rules`], [`verdict`] | AWS's constraints as data; findings × mode → verdict |
+//! | [`repair`] | what AWS refuses (members replace, remove-all, PUT /Groups) → read members, diff, batches |
 //! | [`emulator`] | the embedded AWS SCIM service: the default upstream |
-//! | [`tls`] | listener and upstream TLS, self-signed certificates |
+//! | [`tls`] | listener and upstream TLS: certificate files (SIGHUP reload), ACME, self-signed |
+//! | [`auth`] | token isolation: client tokens checked first, the AWS token swapped in |
 //! | [`error`] | errors that end a request, with whose fault they are |
 //!
 //! Everything that decides is pure — classify, parse, check, decide, rewrite: see
@@ -35,6 +40,9 @@
 //! [`pipeline`]'s module docs list the phases of one request in order.
 
 pub mod admin;
+pub mod auth;
+pub mod batches;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod emulator;
@@ -48,7 +56,9 @@ pub mod offline;
 pub mod pipeline;
 pub mod record;
 pub mod redact;
+pub mod repair;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod scim;
 pub mod server;
@@ -63,7 +73,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
@@ -105,9 +114,83 @@ pub struct Proxy {
     pub readiness: admin::Readiness,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<std::net::SocketAddr>,
+    /// Who may use the admin listener (`--admin-token`).
+    pub admin_auth: Arc<admin::AdminAuth>,
     admin_listener: Option<TcpListener>,
     /// The in-process emulator serving as the upstream, when no upstream was given.
     pub embedded: Option<Embedded>,
+    /// What SIGHUP re-reads: the listener's certificate files and the token files.
+    pub reloader: Reloader,
+}
+
+/// Re-reads, on SIGHUP, what can change safely while serving: `--tls-cert`/`--tls-key`
+/// (new connections get the new pair, open ones keep theirs) and the token files. A
+/// file that does not load is refused with a log line and the one in service kept.
+#[derive(Clone, Default)]
+pub struct Reloader {
+    tls: Option<Arc<tls::ListenerTls>>,
+    tokens: Option<Arc<auth::TokenIsolation>>,
+    rules: Option<(Arc<Pipeline>, Arc<RulesSource>)>,
+}
+
+/// Reads the rules again, as start-up did (`--rules`, the config file's `[rules]`,
+/// `--rule`); the message says why they cannot be used.
+pub type RulesSource = dyn Fn() -> Result<rules::RuleSet, String> + Send + Sync;
+
+impl Reloader {
+    /// Reloads everything; returns whether all of it loaded.
+    pub fn reload(&self) -> bool {
+        let mut ok = true;
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    "reload: TLS certificate and key re-read; new connections get them"
+                ),
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = %e, "reload: the new TLS certificate or key was refused; the one in service is kept");
+                }
+            }
+        }
+        if let Some((pipeline, source)) = &self.rules {
+            match source() {
+                Ok(rules) => {
+                    let count = rules.rules().len();
+                    pipeline.replace_rules(rules);
+                    tracing::info!(
+                        rules = count,
+                        "reload: rules re-read; new requests are judged by them"
+                    );
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = %e, "reload: the new rules were refused; the rules in effect are kept");
+                }
+            }
+        }
+        if let Some(tokens) = &self.tokens {
+            match tokens.reload() {
+                Ok(()) => tracing::info!("reload: token files re-read"),
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = %e, "reload: the new token files were refused; the tokens in effect are kept");
+                }
+            }
+        }
+        ok
+    }
+
+    /// Also re-reads the proxy's rules from `source` on reload. (The embedded
+    /// emulator keeps the rules it started with.)
+    pub fn with_rules(mut self, pipeline: Arc<Pipeline>, source: Arc<RulesSource>) -> Self {
+        self.rules = Some((pipeline, source));
+        self
+    }
+
+    /// The listener's certificate source, when it serves HTTPS.
+    pub fn tls(&self) -> Option<&Arc<tls::ListenerTls>> {
+        self.tls.as_ref()
+    }
 }
 
 /// The embedded emulator, serving on a loopback port of its own.
@@ -145,11 +228,7 @@ impl Proxy {
             addr: loopback,
             source,
         })?;
-        let options = ServerOptions {
-            tls: None,
-            header_timeout: config.limits.header_timeout,
-            shutdown_timeout: config.limits.shutdown_timeout,
-        };
+        let options = ServerOptions::new(None, &config.limits);
         let task = tokio::spawn(server::serve(
             listener,
             emulator.clone(),
@@ -172,14 +251,19 @@ impl Proxy {
         upstream_url: config::UpstreamUrl,
     ) -> Result<Self, StartError> {
         let upstream = Upstream::new(upstream_url, config.upstream_ca.as_deref(), &config.limits)?;
-        let tls = match &config.tls {
-            Some(files) => Some(TlsAcceptor::from(tls::server_config(
-                &files.cert,
-                &files.key,
-            )?)),
-            None => None,
-        };
         let metrics = metrics::Metrics::new();
+        let listener_tls = match (&config.tls, &config.acme) {
+            (Some(files), _) => Some(Arc::new(tls::ListenerTls::from_files(
+                files,
+                metrics.clone(),
+            )?)),
+            (None, Some(acme)) => Some(Arc::new(tls::ListenerTls::from_acme(
+                acme,
+                metrics.clone(),
+            )?)),
+            (None, None) => None,
+        };
+        let tls = listener_tls.as_ref().map(|t| t.acceptor());
         let readiness = admin::Readiness::new();
         let recorder = match &config.record {
             Some((path, options)) => Some(record::Recorder::open(path, options.clone()).map_err(
@@ -221,12 +305,14 @@ impl Proxy {
             metrics,
             readiness,
             admin: config.admin,
+            admin_auth: Arc::new(admin::AdminAuth::new(config.admin_token.as_deref())),
             admin_listener: None,
-            options: ServerOptions {
-                tls,
-                header_timeout: config.limits.header_timeout,
-                shutdown_timeout: config.limits.shutdown_timeout,
+            reloader: Reloader {
+                tls: listener_tls,
+                tokens: config.token_isolation.clone(),
+                rules: None,
             },
+            options: ServerOptions::new(tls, &config.limits),
             embedded: None,
         })
     }
@@ -253,12 +339,20 @@ impl Proxy {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut background = Vec::new();
+        if let Some(acme) = self.reloader.tls.as_ref().and_then(|t| t.spawn_acme()) {
+            background.push(acme);
+        }
         if let Some(admin_listener) = self.admin_listener {
             let mut rx = stopped.clone();
+            let state = admin::AdminState {
+                metrics: self.metrics.clone(),
+                readiness: self.readiness.clone(),
+                view: self.pipeline.view().cloned(),
+                auth: self.admin_auth.clone(),
+            };
             background.push(tokio::spawn(admin::serve(
                 admin_listener,
-                self.metrics.clone(),
-                self.readiness.clone(),
+                state,
                 async move {
                     let _ = rx.changed().await;
                 },

@@ -67,20 +67,3 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     let _ = installed;
     guard
 }
-
-/// `n` in decimal, written into the end of `digits` without `core::fmt` (the capture
-/// line's integers, `record::write_line`).
-pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&digits[at..]).unwrap_or("?")
-}

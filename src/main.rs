@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use scimguard::cli::{
     CertArgs, CheckArgs, Cli, Command, EmulateArgs, ExportHarArgs, ParseArgs, ParseWhat,
-    ReplayArgs, RulesArgs, RunArgs,
+    ReplayArgs, ReportArgs, RulesArgs, RunArgs,
 };
 use scimguard::config::Config;
 use scimguard::logging::LogFormat;
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::ExportHar(args) => export_har(args),
         Command::Replay(args) => replay(args),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -60,10 +61,14 @@ fn run(args: RunArgs) -> ExitCode {
     };
     // Held until exit: dropping it writes the log lines still queued.
     let _log_guard = scimguard::logging::init(config.log_format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    scimguard::server::raise_open_files_limit(config.limits.max_connections);
     let result = runtime.block_on(async {
         let mut proxy = Proxy::start(&config).await?;
         let admin = proxy.bind_admin().await?;
@@ -78,7 +83,7 @@ fn run(args: RunArgs) -> ExitCode {
             addr: config.listen,
             source,
         })?;
-        let scheme = if config.tls.is_some() {
+        let scheme = if config.tls.is_some() || config.acme.is_some() {
             "https"
         } else {
             "http"
@@ -94,7 +99,12 @@ fn run(args: RunArgs) -> ExitCode {
                     embedded.addr
                 );
                 say!("  SCIM endpoint: {scheme}://{local}{}", emulator.base_path());
-                say!("  Bearer token:  {}", emulator.token());
+                if config.token_isolation.is_some() {
+                    // The emulator's token is the isolated upstream token: never shown.
+                    say!("  Bearer token:  one of the tokens in --client-token-file");
+                } else {
+                    say!("  Bearer token:  {}", emulator.token());
+                }
                 if let Some(state) = emulator.state_file() {
                     say!("  State file:    {}", state.display());
                 }
@@ -103,8 +113,38 @@ fn run(args: RunArgs) -> ExitCode {
         }
         if let Some(admin) = admin {
             say!("  Metrics:       http://{admin}/metrics (also /healthz, /readyz)");
+            if proxy.pipeline.view().is_some() {
+                say!("  Live view:     http://{admin}/");
+            }
+            if let Some(login) = proxy.admin_auth.login_path() {
+                say!("  Admin login:   http://{admin}{login} (works once; or send the admin token as a bearer token)");
+            }
         }
+        if let Some(acme) = &config.acme {
+            say!(
+                "  ACME:          certificates for {} from {} (TLS-ALPN-01: the CA must reach this port directly, not through a TLS-terminating load balancer)",
+                acme.domains.join(", "),
+                acme.directory
+            );
+            if local.port() != 443 {
+                say!(
+                    "  ACME:          the CA validates on port 443 of each name; forward 443 to port {} as TCP (not TLS)",
+                    local.port()
+                );
+            }
+        }
+        let rules_source = move || {
+            Config::from_run_args(&args)
+                .map(|config| config.rules)
+                .map_err(|e| e.to_string())
+        };
+        let reloader = proxy
+            .reloader
+            .clone()
+            .with_rules(proxy.pipeline.clone(), std::sync::Arc::new(rules_source));
+        let reloads = tokio::spawn(reload_on_hangup(reloader));
         proxy.serve(listener, shutdown_signal()).await;
+        reloads.abort();
         Ok::<(), StartError>(())
     });
     match result {
@@ -147,11 +187,8 @@ fn emulate(args: EmulateArgs) -> ExitCode {
         say!("scimguard emulator of AWS IAM Identity Center SCIM listening on http://{local}");
         say!("  SCIM endpoint: http://{local}{}", emulator.base_path());
         say!("  Bearer token:  {}", emulator.token());
-        let options = scimguard::server::ServerOptions {
-            tls: None,
-            header_timeout: scimguard::config::DEFAULT_HEADER_TIMEOUT,
-            shutdown_timeout: scimguard::config::DEFAULT_SHUTDOWN_TIMEOUT,
-        };
+        let options =
+            scimguard::server::ServerOptions::new(None, &scimguard::config::Limits::default());
         scimguard::server::serve(listener, emulator, options, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
@@ -186,6 +223,24 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("signal received");
+}
+
+/// Re-reads the certificate and token files on every SIGHUP.
+async fn reload_on_hangup(reloader: scimguard::Reloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading");
+            reloader.reload();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// `scimguard parse filter|path EXPR`: exit 0 when it parses, 1 when not.
@@ -284,6 +339,20 @@ fn read_captures(
         eprintln!("scimguard: warning: {warning}");
     }
     Ok(capture.records)
+}
+
+/// `scimguard report CAPTURE… --out FILE`: 0 written, 2 unreadable capture or file.
+fn report(args: ReportArgs) -> ExitCode {
+    match scimguard::report::write_report(&args.captures, args.strict, &args.out) {
+        Ok((count, warnings)) => {
+            for warning in &warnings {
+                eprintln!("scimguard: warning: {warning}");
+            }
+            say!("wrote {}: {count} exchanges", args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_CONFIG, &e),
+    }
 }
 
 fn cert(args: CertArgs) -> ExitCode {

@@ -18,6 +18,7 @@
 //! | `scimguard_throttle_wait_seconds` | histogram | |
 //! | `scimguard_throttle_queue_depth` | gauge | |
 //! | `scimguard_recording_drops_total` | counter | |
+//! | `scimguard_certificate_expiry_timestamp_seconds` | gauge | |
 //! | `scimguard_explain_log_drops_total` | counter | |
 //!
 //! Labels are bounded sets: operation names, verdicts, rule ids from the loaded rules,
@@ -71,6 +72,8 @@ struct Inner {
     throttle_wait: Histogram,
     queue_depth: Gauge,
     drops: Counter,
+    /// The served certificate's notAfter (Unix seconds); 0 while none is served.
+    certificate_expiry: Gauge,
     explain_drops: Counter,
     /// Read at every render, so the gauge is current when scraped.
     queue_depth_source: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
@@ -129,6 +132,7 @@ impl Metrics {
         let throttle_wait = Histogram::new(WAIT_BUCKETS);
         let queue_depth = Gauge::default();
         let drops = Counter::default();
+        let certificate_expiry = Gauge::default();
         let explain_drops = Counter::default();
         registry.register(
             "requests",
@@ -181,6 +185,11 @@ impl Metrics {
             drops.clone(),
         );
         registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the HTTPS listener's certificate expires (its notAfter, Unix seconds); alert well before it",
+            certificate_expiry.clone(),
+        );
+        registry.register(
             "explain_log_drops",
             "Explanations --explain-log could not write: a full queue or a failed write",
             explain_drops.clone(),
@@ -198,6 +207,7 @@ impl Metrics {
                 throttle_wait,
                 queue_depth,
                 drops,
+                certificate_expiry,
                 explain_drops,
                 queue_depth_source: OnceLock::new(),
             }),
@@ -284,6 +294,11 @@ impl Metrics {
     /// One exchange the recorder dropped.
     pub fn record_drop(&self) {
         self.inner.drops.inc();
+    }
+
+    /// The HTTPS listener now serves a certificate valid until `not_after` (Unix seconds).
+    pub fn certificate_expiry(&self, not_after: i64) {
+        self.inner.certificate_expiry.set(not_after);
     }
 
     /// `n` explanations `--explain-log` could not write.

@@ -2,12 +2,16 @@
 //! HTTP/2 when the upstream offers it in ALPN, HTTP/1.1 otherwise. TLS SNI and the Host
 //! header (`:authority` on h2) come from the configured URL, never from the client.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, CONNECTION};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -16,9 +20,17 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::{Limits, UpstreamUrl};
 use crate::tls::{self, TlsError};
 
-/// Largest upstream response the proxy buffers: 16 MiB. AWS pages lists at 50 resources
-/// (a ListUsers page is about 75 KB), so this only trips on a misbehaving upstream.
+/// Largest upstream answer the proxy reads whole: 16 MiB. Only answers something needs
+/// whole are read so (the created group whose id the batches need); the others stream
+/// through with no cap of their own.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest error answer (4xx, 5xx) read whole so the explanation can quote its
+/// `detail`: 1 MiB. AWS's errors are a few hundred bytes.
+pub const MAX_ERROR_BYTES: usize = 1024 * 1024;
+
+/// What an answer's body may fail with while it streams.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Idle pooled connections are closed after 60 s: below the 350 s idle limit of AWS's
 /// load balancers, so the proxy closes first and never sends on a dead connection.
@@ -74,8 +86,8 @@ pub enum UpstreamError {
     Connect { upstream: String, reason: String },
     #[error("the upstream {upstream} did not answer within {timeout:?}")]
     Timeout { upstream: String, timeout: Duration },
-    #[error("the upstream {upstream} sent a response larger than {MAX_RESPONSE_BYTES} bytes")]
-    TooLarge { upstream: String },
+    #[error("the upstream {upstream} sent a response larger than the {limit} bytes scimguard reads whole")]
+    TooLarge { upstream: String, limit: usize },
     #[error("the exchange with the upstream {upstream} failed: {reason}")]
     Exchange { upstream: String, reason: String },
 }
@@ -90,10 +102,54 @@ impl UpstreamError {
     }
 }
 
-/// A buffered upstream response and how long the upstream took.
+/// An upstream answer whose head has arrived, and how long that took. Its body streams
+/// ([`Upstream::whole`] reads it whole when something needs it so).
 pub struct UpstreamResponse {
-    pub response: Response<Bytes>,
+    pub response: Response<Incoming>,
     pub elapsed: Duration,
+    /// When the whole answer must have arrived (the response timeout).
+    pub deadline: Instant,
+}
+
+/// A streamed answer body that fails once the response timeout has passed, so an
+/// upstream trickling its answer cannot hold a client connection for ever.
+pub struct Deadline<B> {
+    body: B,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for Deadline<B>
+where
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            let timeout = self.timeout;
+            return Poll::Ready(Some(Err(format!(
+                "the upstream's answer did not finish within {timeout:?} (--upstream-timeout)"
+            )
+            .into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The pooled client bound to the configured upstream URL.
@@ -151,15 +207,17 @@ impl Upstream {
         &self.host
     }
 
-    /// Sends a request (its URI already joined onto the upstream URL) and buffers the
-    /// response, all within the response timeout.
+    /// Sends a request (its URI already joined onto the upstream URL) and waits for the
+    /// answer's head within the response timeout; the body is left to stream.
     pub async fn send(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let started = Instant::now();
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
+        let response = tokio::time::timeout(self.response_timeout, self.client.request(request))
+            .await
+            .map_err(|_| self.timeout())?
+            .map_err(|e| {
                 let reason = error_chain(&e);
                 if e.is_connect() {
                     UpstreamError::Connect {
@@ -173,35 +231,50 @@ impl Upstream {
                     }
                 }
             })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        UpstreamError::TooLarge {
-                            upstream: self.display.clone(),
-                        }
-                    } else {
-                        UpstreamError::Exchange {
-                            upstream: self.display.clone(),
-                            reason: e.to_string(),
-                        }
-                    }
-                })?
-                .to_bytes();
-            Ok(Response::from_parts(parts, body))
-        };
-        match tokio::time::timeout(self.response_timeout, exchange).await {
-            Ok(Ok(response)) => Ok(UpstreamResponse {
-                response,
-                elapsed: started.elapsed(),
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(UpstreamError::Timeout {
+        Ok(UpstreamResponse {
+            response,
+            elapsed: started.elapsed(),
+            deadline: started + self.response_timeout,
+        })
+    }
+
+    /// The body of an answer as it arrives, failing past `deadline`.
+    pub fn stream(&self, body: Incoming, deadline: Instant) -> Deadline<Incoming> {
+        Deadline {
+            body,
+            sleep: Box::pin(tokio::time::sleep_until(deadline.into())),
+            timeout: self.response_timeout,
+        }
+    }
+
+    /// Reads the body of an answer whole, at most `limit` bytes, by `deadline`.
+    pub async fn whole(
+        &self,
+        body: Incoming,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<Bytes, UpstreamError> {
+        let read = Limited::new(body, limit).collect();
+        match tokio::time::timeout_at(deadline.into(), read).await {
+            Err(_) => Err(self.timeout()),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(UpstreamError::TooLarge {
+                    upstream: self.display.clone(),
+                    limit,
+                })
+            }
+            Ok(Err(e)) => Err(UpstreamError::Exchange {
                 upstream: self.display.clone(),
-                timeout: self.response_timeout,
+                reason: e.to_string(),
             }),
+        }
+    }
+
+    fn timeout(&self) -> UpstreamError {
+        UpstreamError::Timeout {
+            upstream: self.display.clone(),
+            timeout: self.response_timeout,
         }
     }
 }

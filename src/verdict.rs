@@ -22,6 +22,7 @@ pub fn judge(rules: &RuleSet, mode: Mode, method: &str, target: &str, body: &[u8
     let query = Query::parse(query);
     let evaluation = rules.evaluate(&RequestView {
         operation: classified.operation,
+        path,
         resource_id: classified.id.as_deref(),
         query: &query,
         body,
@@ -42,7 +43,7 @@ pub enum Verdict {
     /// Forward the fixed body, then each batch in order.
     Rewrite {
         body: Vec<u8>,
-        batches: Vec<crate::rules::context::Batch>,
+        batches: Vec<crate::batches::Batch>,
     },
     /// Answer now; nothing reaches the upstream.
     Reject(ScimError),
@@ -130,23 +131,62 @@ pub fn rejection(findings: &[&Finding]) -> ScimError {
     } else {
         detail.push_str(&format!(" ({} problems): ", findings.len()));
     }
-    for (i, f) in findings.iter().enumerate() {
-        if findings.len() > 1 {
-            detail.push_str(&format!("({}) ", i + 1));
-        }
+    if let [f] = findings {
         detail.push_str(&format!(
             "[{}] at {}: {} (source: {})",
             f.rule, f.location, f.message, f.source
         ));
-        if i + 1 < findings.len() {
-            detail.push(' ');
+    } else {
+        // Each rule's source once, after the problems: a rule that fires on several
+        // places would otherwise repeat it, and the problems come first in a capped
+        // detail.
+        let mut sources: Vec<(&str, &str)> = Vec::new();
+        for (i, f) in findings.iter().enumerate() {
+            detail.push_str(&format!(
+                "({}) [{}] at {}: {} ",
+                i + 1,
+                f.rule,
+                f.location,
+                f.message
+            ));
+            if !sources.iter().any(|(rule, _)| *rule == f.rule) {
+                sources.push((&f.rule, &f.source));
+            }
         }
+        let sources: Vec<String> = sources
+            .iter()
+            .map(|(rule, source)| format!("[{rule}] {source}"))
+            .collect();
+        detail.push_str(&format!("Sources: {}", sources.join("; ")));
     }
     let scim_type = findings
         .first()
         .map(|f| f.scim_type)
         .unwrap_or("invalidValue");
-    ScimError::new(400, detail).with_scim_type(scim_type)
+    ScimError::new(400, capped(detail)).with_scim_type(scim_type)
+}
+
+/// The longest `detail` scimguard sends, in bytes: an IdP's provisioning log shows it
+/// whole, and a finding that echoes a 1,000-term filter would otherwise make it 24 KB.
+/// The log line and `--explain-log` keep every finding in full.
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
+/// `detail` cut to [`MAX_DETAIL_BYTES`] at a character boundary, ending with how much
+/// was left out.
+fn capped(detail: String) -> String {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail;
+    }
+    // Room for the note: " … (99999999 more characters in scimguard's log)" fits in 64.
+    let mut end = MAX_DETAIL_BYTES - 64;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left = detail[end..].chars().count();
+    format!(
+        "{} … ({left} more characters in scimguard's log)",
+        detail[..end].trim_end()
+    )
 }
 
 /// The `x-scimguard-rules` header value: every rule that fired, once each, in order.
@@ -166,6 +206,22 @@ mod tests {
 
     /// A recording embeds a request body unchecked only on this word: it must be true
     /// exactly when serde_json read the body as JSON, clean, fixed or rejected.
+    #[test]
+    fn a_long_detail_is_capped_at_1_kib_saying_how_much_was_left_out() {
+        let short = "x".repeat(MAX_DETAIL_BYTES);
+        assert_eq!(capped(short.clone()), short);
+        let long = "é".repeat(5_000);
+        let cut = capped(long);
+        assert!(cut.len() <= MAX_DETAIL_BYTES, "{}", cut.len());
+        assert!(
+            cut.ends_with(" more characters in scimguard's log)"),
+            "{cut}"
+        );
+        let (kept, note) = cut.split_once(" … (").unwrap();
+        let left: usize = note.split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(kept.chars().count() + left, 5_000);
+    }
+
     #[test]
     fn the_evaluation_says_whether_the_body_is_json() {
         let rules = RuleSet::embedded().unwrap();

@@ -82,7 +82,9 @@ impl Discovery {
         Self::reply(&self.resource_types)
     }
 
-    /// ServiceProviderConfig.
+    /// ServiceProviderConfig. Its `filter.maxResults` stays 50, as the live guide's
+    /// example still shows although lists now return up to 100 a page: the guide
+    /// contradicts itself, and a client that asks for 50 at a time syncs with either.
     pub fn service_provider_config(&self) -> Reply {
         Self::reply(SERVICE_PROVIDER_CONFIG.trim().as_bytes())
     }

@@ -354,6 +354,8 @@ impl Emulator {
     ) -> Result<(), ApiError> {
         let view = RequestView {
             operation,
+            // Only an unknown path's shape is judged, and it is answered 404 before this.
+            path: "",
             resource_id: id,
             query,
             body,
@@ -510,6 +512,8 @@ async fn read_body(parts: &Parts, body: hyper::body::Incoming) -> Result<Bytes, 
 }
 
 impl crate::server::Handler for Emulator {
+    type Body = Full<Bytes>;
+
     async fn handle(
         &self,
         request: Request<hyper::body::Incoming>,

@@ -167,7 +167,7 @@ struct Outcome<'a> {
     rewritten: Option<Value>,
     /// Follow-up requests of a split, when rewritten into several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    batches: Vec<crate::rules::context::Batch>,
+    batches: Vec<crate::batches::Batch>,
 }
 
 /// Checks every request (enforce mode) and renders the outcome; the code is

@@ -278,6 +278,35 @@ pub(crate) fn attribute_strings<'v>(
     members(body, &names, &mut Vec::new(), visit);
 }
 
+/// The JSON type an attribute must have (`attribute-types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonType {
+    String,
+    /// `true` or `false`; the strings "true" and "false" in any case pass too, as AWS
+    /// takes them (the guide's own PatchUser example sends "false").
+    Boolean,
+    /// An object.
+    Complex,
+    /// An array of objects.
+    MultiComplex,
+    /// An array of strings.
+    MultiString,
+}
+
+impl JsonType {
+    /// The type as a finding names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            JsonType::String => "a string",
+            JsonType::Boolean => "a boolean (true or false)",
+            JsonType::Complex => "an object",
+            JsonType::MultiComplex => "an array of objects",
+            JsonType::MultiString => "an array of strings",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,22 @@
 //! matched. Each kind's parameters come from the rule's `[rule.check]` table; its code
 //! lives with its resource (`user.rs`, `patch.rs`, `group.rs`, `list.rs`).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
+use serde_json::{Map, Value};
+
+use super::attr::JsonType;
+use super::checks::patch::{
+    extension_urn, has_path, op_kind, operations, operations_mut, parsed_path, remove_operations,
+    OPERATIONS,
+};
 use super::checks::{list, patch, user};
-use super::context::{Reporter, RequestView, State};
+use super::context::{pointer_token, Body, Finding, Reporter, RequestView, State};
 use super::{group, Action, Rule};
+use crate::scim::patch::PatchOpKind;
+use crate::scim::path::PatchPath;
 
 /// A check kind with its parameters (`kind = "…"` in the rules file).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -15,10 +26,16 @@ pub enum Check {
     // ---- any operation -------------------------------------------------------------
     /// The operation itself is not supported (Bulk, Me, Search, PutGroup).
     UnsupportedOperation,
+    /// PUT /Groups/{id}, which AWS lacks: fix = the repair of `src/repair` (read the
+    /// group's members, send PATCHes).
+    PutGroup,
     /// A path scimguard does not recognise as a SCIM endpoint.
     UnknownEndpoint,
-    /// The body must be a JSON object (when there is a body).
+    /// The body must be one JSON object: not absent, not empty, not another JSON value.
     JsonBody,
+    /// The path's shape: no `/` after `/scim/v2` (`/scim/v2Groups`), or an empty segment
+    /// (`/scim/v2//Users`, from a base URL with a trailing slash).
+    PathShape,
 
     // ---- resource bodies (CreateUser, PutUser, CreateGroup; PatchUser values) -------
     /// These attributes must be present and not empty. Dotted names reach sub-attributes.
@@ -55,6 +72,15 @@ pub enum Check {
     MembersLimit { max: usize },
     /// Member entries: fix = drop `display` and a null `$ref`.
     MemberEntries,
+    /// Each listed attribute (dotted; a multi-valued attribute's sub-attribute is
+    /// checked in each element) must have its JSON type; null always passes.
+    AttributeTypes {
+        attributes: BTreeMap<String, JsonType>,
+    },
+    /// Strings of these attributes longer than `max` characters.
+    MaxLength { attributes: Vec<String>, max: usize },
+    /// These attributes should be email addresses (`local@domain.tld`).
+    EmailAddress { attributes: Vec<String> },
 
     // ---- PATCH (PatchUser, PatchGroup) ----------------------------------------------
     /// `op` must be add, replace or remove, in any case.
@@ -87,10 +113,14 @@ pub enum Check {
     PatchGroupPathless { allowed: Vec<String> },
     /// `replace` on `members`.
     PatchReplaceMembers,
+    /// `remove` on `members` with no member list (no `value`, `null` or `[]`).
+    PatchRemoveAllMembers,
     /// `remove` with a `members[value eq "…"]` path: fix = path `members` and a value list.
     PatchRemoveMemberFilter,
     /// More than `max` membership changes: fix = sequential batches of at most `max`.
     PatchMembersLimit { max: usize },
+    /// A member added (or removed) twice in one request: fix = send it once.
+    DuplicateMembers,
 
     // ---- lists (ListUsers, ListGroups) ------------------------------------------------
     /// The filter must parse.
@@ -111,6 +141,8 @@ pub enum Check {
     },
     /// The query string must decode (valid UTF-8, no repeated parameter).
     QueryParses,
+    /// `cursor` must match AWS's pattern `[-a-zA-Z0-9+=/:_]*` (empty starts paging).
+    CursorParameter,
 }
 
 impl Check {
@@ -118,8 +150,10 @@ impl Check {
     pub fn kind(&self) -> &'static str {
         match self {
             Check::UnsupportedOperation => "unsupported-operation",
+            Check::PutGroup => "put-group",
             Check::UnknownEndpoint => "unknown-endpoint",
             Check::JsonBody => "json-body",
+            Check::PathShape => "path-shape",
             Check::Required { .. } => "required",
             Check::DropAttributes { .. } => "drop-attributes",
             Check::DropSubAttributes { .. } => "drop-sub-attributes",
@@ -131,6 +165,9 @@ impl Check {
             Check::RefusedCharacters { .. } => "refused-characters",
             Check::MembersLimit { .. } => "members-limit",
             Check::MemberEntries => "member-entries",
+            Check::AttributeTypes { .. } => "attribute-types",
+            Check::MaxLength { .. } => "max-length",
+            Check::EmailAddress { .. } => "email-address",
             Check::PatchOpSupported => "patch-op-supported",
             Check::PatchOpCase => "patch-op-case",
             Check::PatchPathRequired { .. } => "patch-path-required",
@@ -144,14 +181,17 @@ impl Check {
             Check::PatchValues { .. } => "patch-values",
             Check::PatchGroupPathless { .. } => "patch-group-pathless",
             Check::PatchReplaceMembers => "patch-replace-members",
+            Check::PatchRemoveAllMembers => "patch-remove-all-members",
             Check::PatchRemoveMemberFilter => "patch-remove-member-filter",
             Check::PatchMembersLimit { .. } => "patch-members-limit",
+            Check::DuplicateMembers => "duplicate-members",
             Check::FilterParses => "filter-parses",
             Check::FilterOperators { .. } => "filter-operators",
             Check::FilterAttributeSets { .. } => "filter-attribute-sets",
             Check::FilterEmptyValue => "filter-empty-value",
             Check::IgnoredParameters { .. } => "ignored-parameters",
             Check::QueryParses => "query-parses",
+            Check::CursorParameter => "cursor-parameter",
         }
     }
 
@@ -174,7 +214,11 @@ impl Check {
             | Check::PatchBooleanString { .. }
             | Check::PatchGroupPathless { .. }
             | Check::PatchRemoveMemberFilter
-            | Check::PatchMembersLimit { .. } => true,
+            | Check::PatchMembersLimit { .. }
+            | Check::DuplicateMembers => true,
+            // Their fix is a repair (src/repair): the group's members are read and the
+            // change sent as adds and removes.
+            Check::PatchReplaceMembers | Check::PatchRemoveAllMembers | Check::PutGroup => true,
             Check::PatchValues { checks } => checks.iter().any(Check::can_rewrite),
             _ => false,
         }
@@ -191,12 +235,15 @@ impl Check {
             | Check::PatchFilterOperators { .. }
             | Check::PatchPathRequired { .. }
             | Check::PatchForbiddenOp { .. } => "invalidPath",
-            Check::JsonBody | Check::QueryParses => "invalidSyntax",
+            Check::JsonBody | Check::QueryParses | Check::CursorParameter => "invalidSyntax",
             Check::PatchOpSupported => "invalidSyntax",
             Check::MembersLimit { .. } | Check::PatchMembersLimit { .. } => "tooMany",
-            Check::PatchReplaceMembers | Check::UnsupportedOperation | Check::UnknownEndpoint => {
-                "mutability"
-            }
+            Check::PatchReplaceMembers
+            | Check::PatchRemoveAllMembers
+            | Check::UnsupportedOperation
+            | Check::PutGroup
+            | Check::UnknownEndpoint
+            | Check::PathShape => "mutability",
             _ => "invalidValue",
         }
     }
@@ -207,7 +254,10 @@ impl Check {
         !matches!(
             self,
             Check::UnsupportedOperation
+                | Check::PutGroup
                 | Check::UnknownEndpoint
+                | Check::PathShape
+                | Check::CursorParameter
                 | Check::FilterParses
                 | Check::FilterOperators { .. }
                 | Check::FilterAttributeSets { .. }
@@ -244,9 +294,12 @@ pub(crate) fn run_check(
     state: &mut State,
 ) {
     match check {
-        Check::UnsupportedOperation => user::unsupported_operation(r, request, state),
+        Check::UnsupportedOperation | Check::PutGroup => {
+            user::unsupported_operation(r, request, state)
+        }
         Check::UnknownEndpoint => user::unknown_endpoint(r, request, state),
-        Check::JsonBody => user::json_body(r, state),
+        Check::JsonBody => user::json_body(r, request, state),
+        Check::PathShape => user::path_shape(r, request, state),
         Check::Required { attributes } => user::required(r, attributes, state),
         Check::DropAttributes { attributes } => user::drop_attributes(r, attributes, state),
         Check::DropSubAttributes {
@@ -265,6 +318,9 @@ pub(crate) fn run_check(
         } => user::refused_characters(r, attributes, except, characters, state),
         Check::MembersLimit { max } => group::members_limit(r, *max, state),
         Check::MemberEntries => group::member_entries(r, request, state),
+        Check::AttributeTypes { attributes } => user::attribute_types(r, attributes, state),
+        Check::MaxLength { attributes, max } => user::max_length(r, attributes, *max, state),
+        Check::EmailAddress { attributes } => user::email_address(r, attributes, state),
         Check::PatchOpSupported => patch::op_supported(r, state),
         Check::PatchOpCase => patch::op_case(r, state),
         Check::PatchPathRequired { ops } => patch::path_required(r, ops, state),
@@ -275,11 +331,13 @@ pub(crate) fn run_check(
         Check::PatchFilterOperators { operators } => patch::filter_operators(r, operators, state),
         Check::PatchSplitPathless => patch::split_pathless(r, state),
         Check::PatchBooleanString { attributes } => patch::boolean_string(r, attributes, state),
-        Check::PatchValues { checks } => patch::values(r, checks, request, state),
+        Check::PatchValues { checks } => values(r, checks, request, state),
         Check::PatchGroupPathless { allowed } => group::patch_pathless(r, allowed, request, state),
         Check::PatchReplaceMembers => group::replace_members(r, state),
+        Check::PatchRemoveAllMembers => group::remove_all_members(r, state),
         Check::PatchRemoveMemberFilter => group::remove_member_filter(r, state),
         Check::PatchMembersLimit { max } => group::patch_members_limit(r, *max, state),
+        Check::DuplicateMembers => group::duplicate_members(r, request, state),
         Check::FilterParses => list::filter_parses(r, request, state),
         Check::FilterOperators { operators, logical } => {
             list::filter_operators(r, operators, logical, request, state)
@@ -291,5 +349,152 @@ pub(crate) fn run_check(
             max_count,
         } => list::ignored_parameters(r, parameters, *max_count, request, state),
         Check::QueryParses => list::query_parses(r, request, state),
+        Check::CursorParameter => list::cursor_parameter(r, request, state),
+    }
+}
+
+// ---- patch-values: the body checks above, run on each PATCH operation's value ----------
+//
+// It lives here, beside the one match, because it runs other checks.
+
+/// The English template of an inner check's finding, for `{detail}`.
+fn inner_message(check: &Check) -> String {
+    let text = match check {
+        Check::DropAttributes { .. } | Check::DropSubAttributes { .. } => {
+            "AWS IAM Identity Center does not support {attribute}; removed {value}"
+        }
+        Check::SingleValue { .. } => "{attribute} may hold one value but {count} were sent; kept {kept}, dropped {dropped}",
+        Check::PrimaryEmail => "the email must be marked primary (primary was {primary}); set \"primary\": true",
+        Check::ManagerObject => "the manager was the bare string \"{value}\"; wrapped it as an object with that value",
+        Check::EmptyString => "{attribute} was sent as \"\"; removed it",
+        Check::RefusedCharacters { .. } => {
+            "{attribute} contains {character} at character {position}, which AWS IAM Identity Center refuses"
+        }
+        Check::KnownSchemas { .. } => "AWS IAM Identity Center does not know the schema {urn}; removed it",
+        Check::Required { .. } => "{attribute} is required but is {found}",
+        Check::AttributeTypes { .. } => "{attribute} is {sent}; AWS IAM Identity Center wants {wanted}",
+        Check::MaxLength { .. } => "{attribute} is {length} characters long; AWS IAM Identity Center takes at most {max}",
+        Check::EmailAddress { .. } => "{attribute} \"{value}\" is not an email address",
+        other => return format!("{} found a problem", other.kind()),
+    };
+    text.to_owned()
+}
+
+/// The pseudo body an operation's value stands for, and the keys that wrap the value in
+/// it (none for a path-less object value). `None` when the operation has no value to
+/// check: not add/replace, a value-filter path, or a value that is not an object in a
+/// path-less operation.
+fn pseudo_body(op: &Map<String, Value>) -> Option<(Value, Vec<String>)> {
+    let value = op.get("value").filter(|v| !v.is_null())?;
+    if !has_path(op) {
+        return value.is_object().then(|| (value.clone(), Vec::new()));
+    }
+    let (_, Ok(PatchPath::Attr(attr))) = parsed_path(op)? else {
+        return None;
+    };
+    let mut keys = Vec::new();
+    if let Some(urn) = extension_urn(&attr) {
+        keys.push(urn.to_owned());
+    }
+    keys.push(attr.name.clone());
+    if let Some(sub) = &attr.sub_attr {
+        keys.push(sub.clone());
+    }
+    let body = keys.iter().rev().fold(value.clone(), |inner, key| {
+        let mut map = Map::new();
+        map.insert(key.clone(), inner);
+        Value::Object(map)
+    });
+    Some((body, keys))
+}
+
+/// The value back out of a pseudo body; `None` when a check removed it.
+fn unwrap_pseudo(body: Value, keys: &[String]) -> Option<Value> {
+    let mut value = body;
+    for key in keys {
+        let Value::Object(mut map) = value else {
+            return None;
+        };
+        value = map.remove(key)?;
+    }
+    match value {
+        Value::Object(map) if keys.is_empty() && map.is_empty() => None,
+        other => Some(other),
+    }
+}
+
+pub(crate) fn values(
+    r: &Reporter<'_>,
+    checks: &[Check],
+    request: &RequestView<'_>,
+    state: &mut State,
+) {
+    let Some(count) = operations(state).map(Vec::len) else {
+        return;
+    };
+    let mut removed = Vec::new();
+    for i in 0..count {
+        let Some(item) = operations(state).and_then(|ops| ops.get(i)) else {
+            break;
+        };
+        if !matches!(op_kind(item), Some(PatchOpKind::Add | PatchOpKind::Replace)) {
+            continue;
+        }
+        let Some((body, keys)) = item.as_object().and_then(pseudo_body) else {
+            continue;
+        };
+        let mut inner = State::new(Body::Json(body));
+        for check in checks {
+            let rule = Rule {
+                check: check.clone(),
+                message: inner_message(check),
+                ..r.rule.clone()
+            };
+            let reporter = Reporter { rule: &rule };
+            run_check(check, &reporter, request, &mut inner);
+        }
+        if inner.findings.is_empty() {
+            continue;
+        }
+        let prefix: String = keys
+            .iter()
+            .map(|k| format!("/{}", pointer_token(k)))
+            .collect();
+        if inner.changed {
+            let Body::Json(body) = std::mem::replace(&mut inner.body, Body::Empty) else {
+                continue;
+            };
+            let op = operations_mut(state)
+                .and_then(|ops| ops.get_mut(i))
+                .and_then(Value::as_object_mut);
+            match (unwrap_pseudo(body, &keys), op) {
+                (Some(value), Some(op)) => {
+                    op.insert("value".into(), value);
+                }
+                (None, Some(_)) => removed.push(i),
+                _ => {}
+            }
+        }
+        for finding in inner.findings {
+            push_inner(r, state, i, &prefix, finding);
+        }
+    }
+    remove_operations(state, &removed);
+}
+
+/// Reports an inner check's finding as the outer rule's, with its location moved into
+/// the operation's value.
+fn push_inner(r: &Reporter<'_>, state: &mut State, i: usize, prefix: &str, finding: Finding) {
+    let within = match finding.location.strip_prefix(prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => "",
+    };
+    let at = format!("/{OPERATIONS}/{i}/value{within}");
+    let vars = [("detail", finding.message)];
+    match finding.fix {
+        Some(fix) => r.fixed(state, at, &vars, fix.before, fix.after),
+        // Under rewrite, a finding the inner check could not fix makes the request fail.
+        None if r.rewrites() => r.unfixable(state, at, &vars),
+        None => r.report(state, at, &vars),
     }
 }

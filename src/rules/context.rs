@@ -15,6 +15,8 @@ use crate::scim::query::{Query, QueryError};
 #[derive(Debug, Clone)]
 pub struct RequestView<'a> {
     pub operation: Operation,
+    /// The request target's path as received (no query).
+    pub path: &'a str,
     /// The resource id from the path (`/Users/{id}`), percent-decoded.
     pub resource_id: Option<&'a str>,
     /// The parsed query string, or why it could not be parsed.
@@ -29,7 +31,8 @@ pub struct Finding {
     pub rule: String,
     /// The rule's action when it fired (in observe mode: what it would have done).
     pub action: Action,
-    /// Where: a JSON pointer into the body (`/emails/1`), `query:filter`, `path`, or `body`.
+    /// Where: a JSON pointer into the body (`/emails/1`), `query:filter`, `path /…` (the
+    /// request's path), or `body`.
     pub location: String,
     /// The rule's message with its placeholders filled in, written for the admin.
     pub message: String,
@@ -51,25 +54,6 @@ pub struct Finding {
 pub struct Fix {
     pub before: String,
     pub after: String,
-}
-
-/// Where a follow-up request of a split goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BatchTarget {
-    /// The same resource as the original request (PatchGroup batches).
-    SameResource,
-    /// The group the first request creates: its id comes from that response.
-    CreatedGroup,
-}
-
-/// A follow-up PATCH of a split request, sent after the first one succeeds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Batch {
-    pub target: BatchTarget,
-    pub body: Value,
-    /// The member ids this batch adds or removes, for the admin's report on failure.
-    pub member_ids: Vec<String>,
 }
 
 /// The request body, parsed once per evaluation.
@@ -102,7 +86,7 @@ pub struct State {
     /// A fix has changed the body.
     pub changed: bool,
     pub findings: Vec<Finding>,
-    pub batches: Vec<Batch>,
+    pub batches: Vec<crate::batches::Batch>,
     /// The query's `filter`, parsed by the first list check that reads it.
     pub filter: OnceCell<Option<Result<Filter, ParseError>>>,
 }

@@ -1,39 +1,18 @@
 //! Checks specific to groups: member lists on CreateGroup and PatchGroup.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::attr::key_in;
 use super::checks::patch::{
     and_list, has_path, is_op_on, names, op_kind, op_text, operations, operations_mut,
     remove_operations, OPERATIONS,
 };
-use super::context::{pointer_token, show, Batch, BatchTarget, Body, Reporter, RequestView, State};
+use super::context::{pointer_token, show, Body, Reporter, RequestView, State};
+use crate::batches::{self, MemberOp};
 use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::operation::Operation;
-use crate::scim::patch::{PatchOpKind, PATCH_OP_SCHEMA};
+use crate::scim::patch::PatchOpKind;
 use crate::scim::path::{parse_path, PatchPath};
-
-/// The member ids of member entries (`{"value": "…"}`), for a batch's report. An entry
-/// without a string `value` is shown as JSON.
-fn member_ids(members: &[Value]) -> Vec<String> {
-    members
-        .iter()
-        .map(|m| {
-            let value = m
-                .as_object()
-                .and_then(|o| key_in(o, "value").and_then(|k| o.get(&k)));
-            match value {
-                Some(Value::String(id)) => id.clone(),
-                _ => m.to_string(),
-            }
-        })
-        .collect()
-}
-
-/// A PatchOp body holding `operations`.
-fn patch_body(operations: Vec<Value>) -> Value {
-    json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": operations })
-}
 
 /// The member list of a PatchGroup operation: an add/remove on the path `members`
 /// (`None` key), or a path-less add/replace whose value has `members` (its key).
@@ -72,8 +51,7 @@ pub(crate) fn members_limit(r: &Reporter<'_>, max: usize, state: &mut State) {
         r.unfixable(state, at, &vars);
         return;
     }
-    let rest = members[max..].to_vec();
-    let batches = rest.len().div_ceil(max);
+    let batches = (count - max).div_ceil(max);
     vars.push(("batches", batches.to_string()));
     vars.push(("requests", (batches + 1).to_string()));
     if !r.rewrites() {
@@ -81,20 +59,13 @@ pub(crate) fn members_limit(r: &Reporter<'_>, max: usize, state: &mut State) {
         return;
     }
     if let Some(Value::Array(members)) = state.object_mut().and_then(|b| b.get_mut(&key)) {
-        members.truncate(max);
-    }
-    for chunk in rest.chunks(max) {
-        let op = json!({ "op": "add", "path": "members", "value": chunk });
-        state.batches.push(Batch {
-            target: BatchTarget::CreatedGroup,
-            body: patch_body(vec![op]),
-            member_ids: member_ids(chunk),
-        });
+        let split = batches::split_created_members(members, max);
+        state.batches.extend(split);
     }
     let before = format!("{count} members");
     let after = format!(
         "{max} members, then {} more in {batches} PATCH request(s)",
-        rest.len()
+        count - max
     );
     r.fixed(state, at, &vars, before, after);
 }
@@ -281,6 +252,43 @@ pub(crate) fn replace_members(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
+pub(crate) fn remove_all_members(r: &Reporter<'_>, state: &mut State) {
+    let Some(ops) = operations(state) else { return };
+    let hits: Vec<(usize, String)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let op = item.as_object()?;
+            if op_kind(item) != Some(PatchOpKind::Remove) {
+                return None;
+            }
+            let path = op.get("path").and_then(Value::as_str).map(parse_path);
+            // The plain path `members` (any case, with or without the core URN); a value
+            // filter or a sub-attribute names some members, not all.
+            let Some(Ok(PatchPath::Attr(attr))) = path else {
+                return None;
+            };
+            if attr.sub_attr.is_some() || !names(&attr, "members") {
+                return None;
+            }
+            let sent = match op.get("value") {
+                None => "no value",
+                Some(Value::Null) => "\"value\": null",
+                Some(Value::Array(list)) if list.is_empty() => "\"value\": []",
+                Some(_) => return None,
+            };
+            Some((i, sent.to_owned()))
+        })
+        .collect();
+    for (i, sent) in hits {
+        r.report(
+            state,
+            format!("/{OPERATIONS}/{i}"),
+            &[("index", i.to_string()), ("sent", sent)],
+        );
+    }
+}
+
 /// The member id of a `members[value eq "…"]` path (any case), if that is what it is.
 fn member_filter(path: &PatchPath) -> Option<&str> {
     let PatchPath::ValuePath {
@@ -338,16 +346,26 @@ pub(crate) fn remove_member_filter(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
-/// One request of a split PatchGroup: its operations and the member ids they change.
-#[derive(Default)]
-struct Chunk {
-    operations: Vec<Value>,
-    member_ids: Vec<String>,
+/// What each operation does to the member list, for [`batches`]: a list it adds (or,
+/// on the path `members`, removes); surely nothing (its path names another attribute,
+/// or its path-less value has no `members`); or anything else (a remove of every
+/// member, a replace, a shape not understood), which keeps its place.
+fn member_roles(ops: &[Value]) -> Vec<MemberOp> {
+    ops.iter()
+        .map(|op| {
+            if let Some((members_key, _)) = patch_member_list(op, &[PatchOpKind::Add]) {
+                return MemberOp::List { members_key };
+            }
+            if leaves_members(op) {
+                MemberOp::Elsewhere
+            } else {
+                MemberOp::InPlace
+            }
+        })
+        .collect()
 }
 
-/// Whether the operation surely leaves the member list alone: its path names another
-/// attribute, or its path-less value has no `members`. Anything else (a remove of every
-/// member, a replace, a shape not understood) keeps its place among member changes.
+/// Whether the operation surely leaves the member list alone.
 fn leaves_members(op: &Value) -> bool {
     let Some(o) = op.as_object() else {
         return false;
@@ -362,61 +380,80 @@ fn leaves_members(op: &Value) -> bool {
     }
 }
 
-/// Splits the operations into requests of at most `max` membership changes, in order.
-/// Operations that leave the members alone stay in the first request; the others keep
-/// their place in the sequence. `max` > 0.
-fn split_members(ops: &[Value], max: usize) -> Vec<Chunk> {
-    let mut chunks = vec![Chunk::default()];
-    let mut used = 0;
-    for op in ops {
-        let list = patch_member_list(op, &[PatchOpKind::Add]).filter(|(_, list)| !list.is_empty());
-        let Some((key, list)) = list else {
-            let chunk = if leaves_members(op) {
-                chunks.first_mut()
+/// A member added (or removed) twice in one request is sent once: the second change
+/// would count against AWS's 100 per request for nothing.
+pub(crate) fn duplicate_members(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    let rewrites = r.rewrites();
+    let (dropped, changes) = match request.operation {
+        Operation::CreateGroup => {
+            let Some(body) = state.object_mut() else {
+                return;
+            };
+            let Some(key) = key_in(body, "members") else {
+                return;
+            };
+            let Some(Value::Array(members)) = body.get_mut(&key) else {
+                return;
+            };
+            let at = format!("/{}", pointer_token(&key));
+            let count = members.len();
+            let dropped = if rewrites {
+                batches::drop_repeated_members(members, &at)
             } else {
-                chunks.last_mut()
+                batches::drop_repeated_members(&mut members.clone(), &at)
             };
-            if let Some(chunk) = chunk {
-                chunk.operations.push(op.clone());
-            }
-            continue;
-        };
-        let mut rest: &[Value] = list;
-        let mut first = true;
-        while !rest.is_empty() {
-            if used >= max {
-                chunks.push(Chunk::default());
-                used = 0;
-            }
-            let take = (max - used).min(rest.len());
-            let (part, tail) = rest.split_at(take);
-            let piece = match (&key, first) {
-                (Some(_), false) => {
-                    json!({ "op": op_text(op).unwrap_or("add"), "path": "members", "value": part })
-                }
-                _ => {
-                    let mut piece = op.clone();
-                    let holder: Option<&mut Map<String, Value>> = match &key {
-                        None => piece.as_object_mut(),
-                        Some(_) => piece.get_mut("value").and_then(Value::as_object_mut),
-                    };
-                    if let Some(holder) = holder {
-                        let k = key.clone().unwrap_or_else(|| "value".to_owned());
-                        holder.insert(k, Value::Array(part.to_vec()));
-                    }
-                    piece
-                }
-            };
-            if let Some(last) = chunks.last_mut() {
-                last.operations.push(piece);
-                last.member_ids.extend(member_ids(part));
-            }
-            used += take;
-            rest = tail;
-            first = false;
+            (dropped, count)
         }
+        Operation::PatchGroup => {
+            let Some(ops) = operations(state) else { return };
+            let roles = member_roles(ops);
+            let count: usize = ops
+                .iter()
+                .filter_map(|op| patch_member_list(op, &[PatchOpKind::Add]))
+                .map(|(_, list)| list.len())
+                .sum();
+            let pointer = |i: usize, key: Option<&str>| match key {
+                None => format!("/{OPERATIONS}/{i}/value"),
+                Some(k) => format!("/{OPERATIONS}/{i}/value/{}", pointer_token(k)),
+            };
+            let dropped = if rewrites {
+                let Some(ops) = operations_mut(state) else {
+                    return;
+                };
+                batches::drop_repeated_patch_members(ops, &roles, pointer)
+            } else {
+                batches::drop_repeated_patch_members(&mut ops.clone(), &roles, pointer)
+            };
+            (dropped, count)
+        }
+        _ => return,
+    };
+    let Some(first) = dropped.first() else { return };
+    const SHOWN: usize = 5;
+    let mut members: Vec<&str> = dropped
+        .iter()
+        .take(SHOWN)
+        .map(|d| d.member.as_str())
+        .collect();
+    let more = dropped.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    members.dedup();
+    let vars = [
+        ("count", dropped.len().to_string()),
+        ("members", format!("{}{more}", members.join(", "))),
+    ];
+    let at = first.location.clone();
+    if rewrites {
+        let before = format!("{changes} membership changes");
+        let after = format!("{} membership changes", changes - dropped.len());
+        r.fixed(state, at, &vars, before, after);
+    } else {
+        r.report(state, at, &vars);
     }
-    chunks
 }
 
 pub(crate) fn patch_members_limit(r: &Reporter<'_>, max: usize, state: &mut State) {
@@ -444,19 +481,14 @@ pub(crate) fn patch_members_limit(r: &Reporter<'_>, max: usize, state: &mut Stat
         r.report(state, at, &vars);
         return;
     }
-    let mut chunks = split_members(ops, max).into_iter();
-    let first = chunks.next().unwrap_or_default();
-    let kept = first.member_ids.len();
-    if let Some(ops) = operations_mut(state) {
-        *ops = first.operations;
-    }
-    for chunk in chunks {
-        state.batches.push(Batch {
-            target: BatchTarget::SameResource,
-            body: patch_body(chunk.operations),
-            member_ids: chunk.member_ids,
-        });
-    }
+    let roles = member_roles(ops);
+    let Some(ops) = operations_mut(state) else {
+        return;
+    };
+    let split = batches::split_patch(std::mem::take(ops), &roles, max);
+    *ops = split.operations;
+    let kept = split.kept;
+    state.batches.extend(split.batches);
     let before = format!("{count} membership changes");
     let after = format!(
         "{kept} in this request, then {} more in {batches} request(s)",
@@ -469,10 +501,10 @@ pub(crate) fn patch_members_limit(r: &Reporter<'_>, max: usize, state: &mut Stat
 mod tests {
     use serde_json::{json, Value};
 
+    use crate::batches::{Batch, BatchTarget};
     use crate::rules::checks::patch::tests::{
         assert_eval, embedded, eval, patch, patched, unfilled, Expect,
     };
-    use crate::rules::context::{Batch, BatchTarget};
     use crate::rules::Action::{self, Reject, Rewrite, Warn};
     use crate::scim::operation::Operation;
 
@@ -1196,6 +1228,50 @@ mod tests {
             e.batches[1].body["Operations"][1],
             json!({"op": "remove", "path": "members", "value": [{"value": "gone"}]})
         );
+    }
+
+    /// A member listed twice is sent once, and counts once toward AWS's 100.
+    #[test]
+    fn a_repeated_member_is_sent_once() {
+        let mut listed = members(0..101);
+        listed.push(json!({"value": "u0"}));
+        let body = patch(json!([{"op": "add", "path": "members", "value": listed}]));
+        let e = embedded(None, Operation::PatchGroup, Some(GROUP), &body);
+        let rules: Vec<(&str, &str)> = e
+            .findings
+            .iter()
+            .map(|f| (f.rule.as_str(), f.location.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("group.duplicate-members", "/Operations/0/value/101"),
+                ("group.patch.members-limit", "/Operations"),
+            ]
+        );
+        assert!(
+            e.findings[0].message.starts_with("1 member change(s) repeat an earlier change of the same member in this request (u0)"),
+            "{}",
+            e.findings[0].message
+        );
+        assert_eq!(e.batches.len(), 1);
+        assert_eq!(e.batches[0].member_ids, ["u100"]);
+
+        let create = json!({"displayName": "G", "members": [{"value": "a"}, {"value": "a"}]});
+        let e = embedded(None, Operation::CreateGroup, None, &create.to_string());
+        assert_eq!(
+            e.rewritten,
+            Some(json!({"displayName": "G", "members": [{"value": "a"}]}))
+        );
+        // Warn: reported, nothing changed.
+        let e = embedded(
+            Some(("group.duplicate-members", Warn)),
+            Operation::CreateGroup,
+            None,
+            &create.to_string(),
+        );
+        assert_eq!(e.findings.len(), 1);
+        assert!(e.rewritten.is_none());
     }
 
     /// The embedded messages of the group rules get every placeholder they name.

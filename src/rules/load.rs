@@ -168,9 +168,23 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<(Vec<Rule>, Vec<super::H
                 return Err(error(
                     Some(at),
                     format!("rule `{id}`: check `{}` cannot run inside patch-values", bad.kind()),
-                    "patch-values takes body checks only: drop-attributes, drop-sub-attributes, single-value, primary-email, empty-string, manager-object, refused-characters",
+                    "patch-values takes body checks only: drop-attributes, drop-sub-attributes, single-value, primary-email, empty-string, manager-object, refused-characters, attribute-types, max-length, email-address",
                 ));
             }
+        }
+        if let Some(name) = unknown_placeholder(&raw.message) {
+            return Err(error(
+                Some(at),
+                format!("rule `{id}`: the message names the unknown placeholder {{{name}}}"),
+                &format!(
+                    "use one of {}, or write a literal brace as {{{{ or }}}}",
+                    PLACEHOLDERS
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         if raw.message.trim().is_empty() || raw.source.trim().is_empty() {
             return Err(error(Some(at), format!("rule `{id}` needs a message and a source"), "cite the guide section (\"CreateUser › Constraints\") or `observed: <AWS's message>`"));
@@ -201,6 +215,84 @@ impl Check {
                 | Check::EmptyString
                 | Check::ManagerObject
                 | Check::RefusedCharacters { .. }
+                | Check::AttributeTypes { .. }
+                | Check::MaxLength { .. }
+                | Check::EmailAddress { .. }
         )
+    }
+}
+
+/// Every placeholder a check fills in some finding (`{location}` in all of them).
+const PLACEHOLDERS: [&str; 30] = [
+    "location",
+    "attribute",
+    "attributes",
+    "batches",
+    "character",
+    "column",
+    "count",
+    "detail",
+    "dropped",
+    "effect",
+    "filter",
+    "fixed",
+    "found",
+    "hint",
+    "index",
+    "kept",
+    "length",
+    "max",
+    "member",
+    "op",
+    "operation",
+    "operators",
+    "parameter",
+    "path",
+    "position",
+    "primary",
+    "problem",
+    "requests",
+    "sent",
+    "supported",
+];
+
+/// The first `{name}` of a message template that no check fills (`urn`, `value` and
+/// `wanted` as well), as [`super::render_template`] reads placeholders.
+fn unknown_placeholder(template: &str) -> Option<String> {
+    let known =
+        |name: &str| PLACEHOLDERS.contains(&name) || ["urn", "value", "wanted"].contains(&name);
+    let mut rest = template;
+    while let Some(at) = rest.find(['{', '}']) {
+        let tail = &rest[at..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            rest = &tail[2..];
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix('}') {
+            rest = after;
+            continue;
+        }
+        let close = tail[1..].find('}')?;
+        let name = &tail[1..1 + close];
+        if !known(name) {
+            return Some(name.to_owned());
+        }
+        rest = &tail[close + 2..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unknown_placeholder;
+
+    #[test]
+    fn finds_an_unknown_placeholder_and_skips_escaped_braces() {
+        assert_eq!(unknown_placeholder("{attribute} at {location}"), None);
+        assert_eq!(
+            unknown_placeholder("{{\"value\": \"{member}\"}} {atribute}"),
+            Some("atribute".to_owned())
+        );
+        assert_eq!(unknown_placeholder("open { only"), None);
     }
 }

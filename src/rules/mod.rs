@@ -6,6 +6,12 @@
 //! place: [`check::run`]) + a default [`Action`] + a `message` template + its `source`
 //! (the guide section, or `observed:` with AWS's own message). `rules/README.md`
 //! documents the schema.
+//!
+//! Layout: [`check`] holds the closed [`Check`] enum and the one match that runs a check;
+//! each kind's code is one function in the module of its resource (`checks/user.rs`,
+//! `checks/patch.rs`, `checks/list.rs`, `group.rs`); `attr.rs` reads attribute paths
+//! case-insensitively on the body's `serde_json::Value`, parsed once per request and only
+//! when a rule of the operation reads the body.
 
 mod attr;
 pub mod check;
@@ -25,8 +31,8 @@ pub use load::RulesError;
 
 use crate::scim::operation::Operation;
 
-/// The embedded default rules: AWS IAM Identity Center as of the guide in `shared/spec`
-/// plus behaviour observed from the real service.
+/// The embedded default rules: AWS IAM Identity Center as its live guide describes it
+/// (the 2025 rewrite), plus behaviour observed from the real service.
 pub const DEFAULT_RULES: &str = include_str!("../../rules/aws-identity-center.toml");
 
 /// What a rule does when it fires.
@@ -230,7 +236,7 @@ pub struct Evaluation {
     /// The request body after every rewrite fix, when any fix changed it.
     pub rewritten: Option<serde_json::Value>,
     /// Sequential follow-up requests when a fix split the request (member batches).
-    pub batches: Vec<context::Batch>,
+    pub batches: Vec<crate::batches::Batch>,
     /// serde_json read the received body as one JSON value (a body rule parsed it), so a
     /// recording may embed those bytes without reading them again.
     pub body_is_json: bool,
@@ -251,11 +257,16 @@ impl RuleSet {
     }
 
     /// The advice that applies to an exchange the upstream answered, given what the
-    /// rules found (`findings`, with the action each had or would have had).
-    pub fn hints(&self, findings: &[Finding], answer: Answer<'_>) -> Vec<String> {
+    /// rules found (`findings`, with the action each had or would have had) in `mode`.
+    ///
+    /// A `predicted` hint says that rules foresaw a refusal, so it applies only in
+    /// observe mode (in enforce mode the request reached AWS fixed or unrefused, and the
+    /// findings do not explain AWS's answer), and names each rule once.
+    pub fn hints(&self, mode: Mode, findings: &[Finding], answer: Answer<'_>) -> Vec<String> {
         let any_refused = findings.iter().any(|f| matches!(f.action, Action::Reject));
         let refused = answer.status >= 400 && answer.status < 500;
         let accepted = (200..300).contains(&answer.status);
+        let observed = mode == Mode::Observe;
         let applies = |h: &&Hint| {
             h.status_matches(answer.status)
                 && match &h.detail_contains {
@@ -266,7 +277,7 @@ impl RuleSet {
                 }
                 && match h.when {
                     HintWhen::Any => true,
-                    HintWhen::Predicted => refused && !findings.is_empty(),
+                    HintWhen::Predicted => observed && refused && !findings.is_empty(),
                     HintWhen::Unpredicted => refused && findings.is_empty(),
                     HintWhen::Stale => accepted && any_refused,
                 }
@@ -276,15 +287,12 @@ impl RuleSet {
         if applying.peek().is_none() {
             return Vec::new();
         }
-        let rules: Vec<&str> = if any_refused {
-            findings
-                .iter()
-                .filter(|f| matches!(f.action, Action::Reject))
-                .map(|f| f.rule.as_str())
-                .collect()
-        } else {
-            findings.iter().map(|f| f.rule.as_str()).collect()
-        };
+        let mut rules: Vec<&str> = Vec::new();
+        for f in findings {
+            if (!any_refused || f.action == Action::Reject) && !rules.contains(&f.rule.as_str()) {
+                rules.push(&f.rule);
+            }
+        }
         let vars = [
             ("status", answer.status.to_string()),
             ("detail", answer.detail.unwrap_or("(no detail)").to_owned()),

@@ -79,7 +79,7 @@ mod tests {
         assert_eq!(
             text,
             "userName xx \"jdoe\"\n         ^\nexpected a comparison operator after \
-             `userName` at column 10 (eq, ne, co, sw, ew, gt, ge, lt, le, pr)"
+             `userName` at column 10 (compare with `eq`: userName eq \"bjensen\")"
         );
         let (text, ok) = explain_filter("a pr)", true);
         assert!(!ok);

@@ -915,9 +915,8 @@ impl Served {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let options = ServerOptions {
-            tls: None,
-            header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(1),
+            ..ServerOptions::default()
         };
         let task = tokio::spawn(serve(listener, emulator, options, async {
             let _ = stopped.await;

@@ -155,6 +155,7 @@ async fn forwarded_headers_only_when_asked() {
     let proxy = TestProxy::start(RunArgs {
         upstream: Some(upstream.url()),
         forwarded_headers: true,
+        trusted_proxies: vec!["127.0.0.0/8".into()],
         ..RunArgs::default()
     })
     .await;
@@ -170,6 +171,29 @@ async fn forwarded_headers_only_when_asked() {
     assert_eq!(got["x-forwarded-proto"], "http");
     assert_eq!(got["x-forwarded-host"], "idp-facing.example");
     assert_eq!(got["host"], upstream.addr.to_string().as_str());
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_a_peer_outside_trusted_proxies_is_replaced() {
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let proxy = TestProxy::start(RunArgs {
+        upstream: Some(upstream.url()),
+        forwarded_headers: true,
+        trusted_proxies: vec!["10.0.0.0/8".into()],
+        ..RunArgs::default()
+    })
+    .await;
+    let request = Request::builder()
+        .uri(proxy.url("/scim/v2/Users"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(&http_client(), request).await;
+    let got = &upstream.seen()[0].headers;
+    assert_eq!(
+        got["x-forwarded-for"], "127.0.0.1",
+        "the peer is not a trusted proxy"
+    );
 }
 
 #[tokio::test]

@@ -213,3 +213,70 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_disconnected() {
         "closed only after {closed_after:?}"
     );
 }
+
+/// A heavy request is judged off the async workers: on a single-threaded runtime, where
+/// judging inline would hold everything, a small GET sent while a 30,000-member PATCH
+/// is being judged is answered first. The PATCH is rejected (a replace of members), so
+/// its answer needs no upstream once judged.
+#[tokio::test]
+async fn a_small_request_is_answered_while_a_heavy_one_is_judged() {
+    let upstream = TestUpstream::start(Behaviour::Answer).await;
+    let proxy = TestProxy::start(RunArgs {
+        upstream: Some(upstream.url()),
+        max_body_bytes: Some(8 << 20),
+        rate: Some(0),
+        ..RunArgs::default()
+    })
+    .await;
+    let members: Vec<serde_json::Value> = (0..30_000)
+        .map(|i| serde_json::json!({"value": format!("906722b2be-{i:08x}-6e4e-4b2f-a94a-3ace8456a36c"), "display": "x"}))
+        .collect();
+    let body = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "members", "value": members}],
+    })
+    .to_string();
+    let addr = proxy.addr;
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let heavy = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "PATCH /t-1/scim/v2/Groups/g-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        sent_tx.send(()).unwrap();
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).unwrap();
+        (
+            Instant::now(),
+            String::from_utf8_lossy(&status).into_owned(),
+        )
+    });
+    let small = std::thread::spawn(move || {
+        sent_rx.recv().unwrap();
+        // Let the proxy read the body and start judging it.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /t-1/scim/v2/Users/u-1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).unwrap();
+        (
+            Instant::now(),
+            String::from_utf8_lossy(&status).into_owned(),
+        )
+    });
+    let (small, heavy) =
+        tokio::task::spawn_blocking(move || (small.join().unwrap(), heavy.join().unwrap()))
+            .await
+            .unwrap();
+    assert_eq!(small.1, "HTTP/1.1 201");
+    assert_eq!(heavy.1, "HTTP/1.1 400");
+    assert!(
+        small.0 < heavy.0,
+        "the small GET waited for the heavy PATCH to be judged"
+    );
+}

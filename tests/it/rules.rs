@@ -69,9 +69,79 @@ fn triggers() -> Vec<(&'static str, Req)> {
             "endpoint.unsupported",
             req("POST", "/scim/v2/Bulk", json!({})),
         ),
+        ("endpoint.me", req("GET", "/scim/v2/Me", Value::Null)),
+        (
+            "endpoint.search",
+            req("POST", "/scim/v2/Users/.search", json!({})),
+        ),
+        (
+            "endpoint.path-shape",
+            req("GET", "/t/scim/v2Groups/g-1", Value::Null),
+        ),
         (
             "endpoint.unknown",
             req("GET", "/scim/v2/Custom", Value::Null),
+        ),
+        (
+            "user.types",
+            req(
+                "POST",
+                "/scim/v2/Users",
+                with(user(), "userName", json!(123)),
+            ),
+        ),
+        (
+            "user.username-length",
+            req(
+                "POST",
+                "/scim/v2/Users",
+                with(user(), "userName", json!("u".repeat(129))),
+            ),
+        ),
+        (
+            "user.display-name-length",
+            req(
+                "POST",
+                "/scim/v2/Users",
+                with(user(), "displayName", json!("d".repeat(1025))),
+            ),
+        ),
+        (
+            "user.long-values",
+            req(
+                "POST",
+                "/scim/v2/Users",
+                with(user(), "title", json!("t".repeat(1025))),
+            ),
+        ),
+        ("user.username-email", req("POST", "/scim/v2/Users", user())),
+        (
+            "group.types",
+            req(
+                "POST",
+                "/scim/v2/Groups",
+                json!({"displayName": "G", "members": [{"value": 7}]}),
+            ),
+        ),
+        (
+            "group.display-name-length",
+            req(
+                "POST",
+                "/scim/v2/Groups",
+                json!({"displayName": "g".repeat(1025)}),
+            ),
+        ),
+        (
+            "group.patch.remove-all-members",
+            req(
+                "PATCH",
+                "/scim/v2/Groups/g-1",
+                patch(json!([{"op": "remove", "path": "members"}])),
+            ),
+        ),
+        (
+            "list.cursor",
+            req("GET", "/scim/v2/Users?cursor=abc%24", Value::Null),
         ),
         (
             "body.json",
@@ -356,11 +426,29 @@ fn triggers() -> Vec<(&'static str, Req)> {
             ),
         ),
         (
+            "group.patch.remove-all-members",
+            req(
+                "PATCH",
+                "/scim/v2/Groups/g-1",
+                patch(json!([{"op": "remove", "path": "members"}])),
+            ),
+        ),
+        (
             "group.patch.remove-member-filter",
             req(
                 "PATCH",
                 "/scim/v2/Groups/g-1",
                 patch(json!([{"op": "remove", "path": "members[value eq \"u-1\"]"}])),
+            ),
+        ),
+        (
+            "group.duplicate-members",
+            req(
+                "PATCH",
+                "/scim/v2/Groups/g-1",
+                patch(
+                    json!([{"op": "add", "path": "members", "value": [{"value": "u-1"}, {"value": "u-1"}]}]),
+                ),
             ),
         ),
         (
@@ -417,7 +505,7 @@ fn triggers() -> Vec<(&'static str, Req)> {
         ),
         (
             "list.ignored-parameters",
-            req("GET", "/scim/v2/Users?count=100", Value::Null),
+            req("GET", "/scim/v2/Users?count=101", Value::Null),
         ),
     ]
 }
@@ -451,6 +539,7 @@ fn evaluate(rules: &RuleSet, request: &Req) -> scimguard::rules::Evaluation {
     let query = Query::parse(query);
     rules.evaluate(&RequestView {
         operation: classified.operation,
+        path,
         resource_id: classified.id.as_deref(),
         query: &query,
         body: &request.body,
@@ -525,6 +614,13 @@ fn each_rule_under_each_action_it_supports_and_in_observe_mode() {
                     );
                     assert!(error.detail.contains(&mine[0].message), "{id}");
                     assert!(error.scim_type.is_some(), "{id}");
+                }
+                // A repair's rewrite needs the group's members from the upstream: the
+                // pure judgement forwards, and the pipeline repairs (tests/it/repair.rs).
+                Action::Rewrite if scimguard::repair::REPAIR_RULES.contains(&id) => {
+                    assert!(!mine.is_empty(), "{id} under rewrite did not fire");
+                    assert!(mine.iter().all(|f| f.action == Action::Rewrite), "{id}");
+                    assert_eq!(verdict, Verdict::Forward, "{id}: repaired by the pipeline");
                 }
                 Action::Rewrite => {
                     assert!(!mine.is_empty(), "{id} under rewrite did not fire");
@@ -636,6 +732,20 @@ fn guide_examples() -> Vec<(&'static str, Req)> {
         ("PatchGroup remove members", req("PATCH", g, patch(json!([{"op": "remove", "path": "members", "value": [{"value": "906722b2be-61c204e7-56d0-4dad-882d-f41911b31ccb"}, {"value": "906722b2be-da1f7ef3-3e37-473e-95be-df2efaa2590d"}]}])))),
         ("PatchUser", req("PATCH", "/t/scim/v2/Users/9067729b3d-94f1e0b3-c394-48d5-8ab1-2c122a167074", patch(json!([{"op": "replace", "path": "active", "value": "false"}])))),
         ("PutUser", req("PUT", "/t/scim/v2/Users/9067729b3d-94f1e0b3-c394-48d5-8ab1-2c122a167074", put_user)),
+        // The live guide (shared/spec/aws-guide-changes.md): cursor pages, the new
+        // filters with and without a cursor, count, roles on CreateUser, UUID ids.
+        ("ListUsers first page", req("GET", "/t/scim/v2/Users?cursor", Value::Null)),
+        ("ListUsers next page", req("GET", "/t/scim/v2/Users?cursor=VGVzdFVzZXJDdXJzb3I", Value::Null)),
+        ("ListUsers count", req("GET", "/t/scim/v2/Users?cursor&count=100", Value::Null)),
+        ("ListUsers groups.value", req("GET", "/t/scim/v2/Users?filter=groups.value%20eq%20%220458a488-2081-70c8-4b0b-3e4b2b10ddb5%22", Value::Null)),
+        ("ListUsers groups.value first page", req("GET", "/t/scim/v2/Users?cursor&filter=groups.value%20eq%20%220458a488-2081-70c8-4b0b-3e4b2b10ddb5%22", Value::Null)),
+        ("ListUsers groups.value next page", req("GET", "/t/scim/v2/Users?cursor=Q3Vyc29yVXNlckZpbHRlcg&filter=groups.value%20eq%20%220458a488-2081-70c8-4b0b-3e4b2b10ddb5%22", Value::Null)),
+        ("ListGroups first page", req("GET", "/t/scim/v2/Groups?cursor", Value::Null)),
+        ("ListGroups next page", req("GET", "/t/scim/v2/Groups?cursor=VGVzdEdyb3VwQ3Vyc29y", Value::Null)),
+        ("ListGroups members.value", req("GET", "/t/scim/v2/Groups?filter=members.value%20eq%20%2204285428-40b1-7000-1624-dbde7efebbbf%22", Value::Null)),
+        ("ListGroups members.value next page", req("GET", "/t/scim/v2/Groups?cursor=Q3Vyc29yR3JvdXBzRmlsdGVy&filter=members.value%20eq%20%2204285428-40b1-7000-1624-dbde7efebbbf%22", Value::Null)),
+        ("CreateUser with roles", req("POST", "/t/scim/v2/Users", with(user(), "roles", json!([{"value": "Researcher", "type": "work", "primary": true}])))),
+        ("GetUser UUID id", req("GET", "/t/scim/v2/Users/5418a458-c0a1-7066-bdd4-9ea543c0cf6d", Value::Null)),
         ("ServiceProviderConfig", req("GET", "/t/scim/v2/ServiceProviderConfig", Value::Null)),
     ]
 }
@@ -651,8 +761,9 @@ fn the_guides_example_requests_are_forwarded_or_rewritten_never_rejected() {
             "the guide's {name} example is rejected: {verdict:?}"
         );
     }
-    // The one exception: replacing members, which real AWS refuses although the guide
-    // shows it ("Replacing group memberships is not supported.").
+    // Replacing members, which real AWS refuses although the guide shows it ("Replacing
+    // group memberships is not supported."), is repaired: not refused, but marked for
+    // the repair.
     let replace = req(
         "PATCH",
         "/t/scim/v2/Groups/9067729b3d-f987ac4d-a175-44f0-a528-6d23c5d2ec4d",
@@ -660,15 +771,16 @@ fn the_guides_example_requests_are_forwarded_or_rewritten_never_rejected() {
             json!([{"op": "replace", "path": "members", "value": [{"value": "906722b2be-61c204e7-56d0-4dad-882d-f41911b31ccb"}, {"value": "906722b2be-da1f7ef3-3e37-473e-95be-df2efaa2590d"}]}]),
         ),
     );
-    let verdict = decide(&evaluate(&rules, &replace), Mode::Enforce);
-    let Verdict::Reject(error) = verdict else {
-        panic!("{verdict:?}")
-    };
+    let evaluation = evaluate(&rules, &replace);
     assert!(
-        error.detail.contains("group.patch.replace-members"),
-        "{}",
-        error.detail
+        evaluation
+            .findings
+            .iter()
+            .any(|f| f.rule == "group.patch.replace-members" && f.action == Action::Rewrite),
+        "{:?}",
+        evaluation.findings
     );
+    assert_eq!(decide(&evaluation, Mode::Enforce), Verdict::Forward);
 }
 
 #[test]

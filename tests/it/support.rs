@@ -340,3 +340,173 @@ pub fn scim_error(body: &[u8]) -> (String, String) {
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_scimguard")
 }
+
+/// `scimguard` itself as a child process, its stdout and stderr collected line by line;
+/// killed when dropped.
+pub struct RunningBinary {
+    pub child: std::process::Child,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunningBinary {
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(binary())
+            .args(args)
+            .env_remove("SCIMGUARD_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("scimguard starts");
+        let collect = |stream: Box<dyn std::io::Read + Send>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        RunningBinary {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits up to 20 s for a stdout line containing `needle`.
+    pub async fn stdout_line(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            if let Some(line) = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no stdout line with {needle:?}; stderr: {:?}",
+            self.stderr.lock().unwrap()
+        );
+    }
+
+    /// Sends `signal` (e.g. "HUP", "TERM") with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then waits up to 10 s for the process to end; returns its stderr.
+    pub async fn stop(mut self) -> String {
+        self.signal("TERM");
+        for _ in 0..100 {
+            if self.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Let the reader threads take the last lines.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free a moment ago on 127.0.0.1, for programs that must be told their port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TLS connection to `addr` for `name`, verified against `roots_pem`; `Err` with
+/// rustls' reason when the handshake fails.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    name: &str,
+    roots_pem: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
+        .map_err(|e| e.to_string())
+}
+
+/// The leaf certificate `addr` serves for `name`, verified against `roots_pem`.
+pub async fn served_certificate(
+    addr: SocketAddr,
+    name: &str,
+    roots_pem: &[u8],
+) -> Result<CertificateDer<'static>, String> {
+    let tls = tls_connect(addr, name, roots_pem).await?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .ok_or("no certificate")?[0]
+        .clone();
+    Ok(leaf.into_owned())
+}
+
+/// Sends raw HTTP/1.1 `request` text over `stream` and reads until the server closes or
+/// 5 s pass.
+pub async fn raw_exchange<S>(stream: &mut S, request: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A certificate's serial number, as hex.
+pub fn serial_of(cert: &CertificateDer<'_>) -> String {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).unwrap();
+    parsed.raw_serial_as_string()
+}

@@ -47,7 +47,7 @@ const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 fn user(n: usize) -> Value {
     json!({
         "schemas": [USER_SCHEMA],
-        "userName": format!("user{n}"),
+        "userName": format!("user{n}@example.com"),
         "displayName": format!("User {n}"),
         "name": {"givenName": "Barbara", "familyName": "Jensen"},
         "emails": [{"value": format!("user{n}@example.com"), "type": "work", "primary": true}]
@@ -470,9 +470,8 @@ async fn serve_emulator(rate: u32) -> Served {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let options = ServerOptions {
-        tls: None,
-        header_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(1),
+        ..ServerOptions::default()
     };
     let task = tokio::spawn(serve(listener, emulator, options, async {
         let _ = stopped.await;

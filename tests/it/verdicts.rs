@@ -31,7 +31,7 @@ async fn call(
 
 fn user_with_two_emails() -> Value {
     json!({
-        "userName": "bjensen", "displayName": "Babs Jensen",
+        "userName": "bjensen@example.com", "displayName": "Babs Jensen",
         "name": {"givenName": "Barbara", "familyName": "Jensen"},
         "emails": [{"value": "b@home.example", "type": "home"}, {"value": "bjensen@example.com", "type": "work"}]
     })
@@ -41,7 +41,7 @@ fn user_with_two_emails() -> Value {
 async fn a_rejected_request_gets_every_problem_in_aws_shape_and_never_reaches_aws() {
     let upstream = TestUpstream::start(Behaviour::Answer).await;
     let proxy = TestProxy::in_front_of(&upstream.url()).await;
-    let body = json!({"userName": "bjensen", "name": {"givenName": "Barbara"}});
+    let body = json!({"userName": "bjensen@example.com", "name": {"givenName": "Barbara"}});
     let (status, headers, body) = call(&proxy, Method::POST, "/t-1/scim/v2/Users", &body).await;
 
     assert_eq!(status, 400);
@@ -117,7 +117,7 @@ async fn observe_mode_forwards_byte_for_byte_and_names_the_rules_that_would_act(
         ..RunArgs::default()
     })
     .await;
-    let rejected = json!({"userName": "bjensen"});
+    let rejected = json!({"userName": "bjensen@example.com"});
     let (status, headers, _) = call(&proxy, Method::POST, "/scim/v2/Users", &rejected).await;
     assert_eq!(status, 201);
     assert_eq!(headers["x-scimguard-verdict"], "forwarded");

@@ -180,16 +180,21 @@ pub(crate) fn ignored_parameters(
     for (name, value) in given {
         let Some(value) = value else { continue };
         if name == "count" {
-            // A count within AWS's page size is honoured; above it, AWS returns at most
-            // `max_count` results anyway.
-            match value.trim().parse::<u64>() {
-                Ok(n) if n <= max_count => continue,
-                _ => hits.push((
-                    name,
-                    value.clone(),
-                    format!("AWS returns at most {max_count} results per request"),
-                )),
-            }
+            // A count within AWS's page size is honoured; outside it AWS names no error,
+            // and a page of at most `max_count` results is what the IdP gets.
+            let effect = match value.trim().parse::<u64>() {
+                Ok(n) if (1..=max_count).contains(&n) => continue,
+                Ok(0) => "AWS's minimum is 1".to_owned(),
+                Ok(_) => format!("AWS returns at most {max_count} results per page"),
+                Err(_) => format!("not a whole number; AWS takes 1 to {max_count}"),
+            };
+            hits.push((name, value.clone(), effect));
+        } else if name == "startIndex" && parameters.iter().any(|p| p == name) {
+            hits.push((
+                name,
+                value.clone(),
+                "AWS ignores startIndex; page with cursor instead: send `?cursor` (empty) for the first page, then `cursor=<nextCursor>` until a page has no nextCursor".to_owned(),
+            ));
         } else if parameters.iter().any(|p| p.eq_ignore_ascii_case(name)) {
             hits.push((name, value.clone(), "AWS ignores this parameter".to_owned()));
         }
@@ -205,4 +210,29 @@ pub(crate) fn ignored_parameters(
             ],
         );
     }
+}
+
+/// Whether `c` may be in a cursor: AWS's pattern `[-a-zA-Z0-9+=/:_]*`, plus the space a
+/// raw `+` becomes when the query is decoded (an IdP that pastes `nextCursor` into the
+/// URL unencoded sends `+` as is, and AWS is given the same bytes).
+fn cursor_character(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-+=/:_ ".contains(c)
+}
+
+pub(crate) fn cursor_parameter(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    let Some(cursor) = query(request).and_then(|q| q.cursor.as_deref()) else {
+        return;
+    };
+    let Some((at, c)) = cursor.char_indices().find(|&(_, c)| !cursor_character(c)) else {
+        return;
+    };
+    r.report(
+        state,
+        "query:cursor",
+        &[
+            ("value", cursor.to_owned()),
+            ("character", format!("U+{:04X}", c as u32)),
+            ("position", (cursor[..at].chars().count() + 1).to_string()),
+        ],
+    );
 }

@@ -10,9 +10,7 @@
 use serde_json::{Map, Value};
 
 use crate::rules::attr::{is_urn, ENTERPRISE_URN};
-use crate::rules::check::{self, Check};
-use crate::rules::context::{pointer_token, show, Body, Finding, Reporter, RequestView, State};
-use crate::rules::Rule;
+use crate::rules::context::{pointer_token, show, Reporter, State};
 use crate::scim::filter::AttrPath;
 use crate::scim::patch::PatchOpKind;
 use crate::scim::path::{parse_path, PatchPath};
@@ -89,7 +87,7 @@ fn is_core_urn(urn: &str) -> bool {
 }
 
 /// The attribute's URN, unless it is a core schema's (which names no extension).
-fn extension_urn(attr: &AttrPath) -> Option<&str> {
+pub(crate) fn extension_urn(attr: &AttrPath) -> Option<&str> {
     attr.urn.as_deref().filter(|u| !is_core_urn(u))
 }
 
@@ -206,10 +204,13 @@ pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
         Some(other) => Some(format!("(Operations is {other} instead of an array)")),
     };
     if let Some(op) = problem {
+        let shape = op.trim_start_matches('(').trim_end_matches(')');
+        let problem =
+            format!("`Operations` must be a non-empty array of PATCH operations ({shape})");
         r.report(
             state,
             format!("/{OPERATIONS}"),
-            &[("index", "-".to_owned()), ("op", op)],
+            &[("index", "-".to_owned()), ("op", op), ("problem", problem)],
         );
         return;
     }
@@ -230,7 +231,12 @@ pub(crate) fn op_supported(r: &Reporter<'_>, state: &mut State) {
         hits.push((i, hit));
     }
     for (i, (at, op)) in hits {
-        r.report(state, at, &[("index", i.to_string()), ("op", op)]);
+        let problem = format!("PATCH operation {i}: op is {op}");
+        r.report(
+            state,
+            at,
+            &[("index", i.to_string()), ("op", op), ("problem", problem)],
+        );
     }
 }
 
@@ -700,147 +706,6 @@ pub(crate) fn boolean_string(r: &Reporter<'_>, attributes: &[String], state: &mu
     }
 }
 
-// ---- patch-values: body checks on operation values -------------------------------------
-
-/// The English template of an inner check's finding, for `{detail}`.
-fn inner_message(check: &Check) -> String {
-    let text = match check {
-        Check::DropAttributes { .. } | Check::DropSubAttributes { .. } => {
-            "AWS IAM Identity Center does not support {attribute}; removed {value}"
-        }
-        Check::SingleValue { .. } => "{attribute} may hold one value but {count} were sent; kept {kept}, dropped {dropped}",
-        Check::PrimaryEmail => "the email must be marked primary (primary was {primary}); set \"primary\": true",
-        Check::ManagerObject => "the manager was the bare string \"{value}\"; wrapped it as an object with that value",
-        Check::EmptyString => "{attribute} was sent as \"\"; removed it",
-        Check::RefusedCharacters { .. } => {
-            "{attribute} contains {character} at character {position}, which AWS IAM Identity Center refuses"
-        }
-        Check::KnownSchemas { .. } => "AWS IAM Identity Center does not know the schema {urn}; removed it",
-        Check::Required { .. } => "{attribute} is required but is {found}",
-        other => return format!("{} found a problem", other.kind()),
-    };
-    text.to_owned()
-}
-
-/// The pseudo body an operation's value stands for, and the keys that wrap the value in
-/// it (none for a path-less object value). `None` when the operation has no value to
-/// check: not add/replace, a value-filter path, or a value that is not an object in a
-/// path-less operation.
-fn pseudo_body(op: &Map<String, Value>) -> Option<(Value, Vec<String>)> {
-    let value = op.get("value").filter(|v| !v.is_null())?;
-    if !has_path(op) {
-        return value.is_object().then(|| (value.clone(), Vec::new()));
-    }
-    let (_, Ok(PatchPath::Attr(attr))) = parsed_path(op)? else {
-        return None;
-    };
-    let mut keys = Vec::new();
-    if let Some(urn) = extension_urn(&attr) {
-        keys.push(urn.to_owned());
-    }
-    keys.push(attr.name.clone());
-    if let Some(sub) = &attr.sub_attr {
-        keys.push(sub.clone());
-    }
-    let body = keys.iter().rev().fold(value.clone(), |inner, key| {
-        let mut map = Map::new();
-        map.insert(key.clone(), inner);
-        Value::Object(map)
-    });
-    Some((body, keys))
-}
-
-/// The value back out of a pseudo body; `None` when a check removed it.
-fn unwrap_pseudo(body: Value, keys: &[String]) -> Option<Value> {
-    let mut value = body;
-    for key in keys {
-        let Value::Object(mut map) = value else {
-            return None;
-        };
-        value = map.remove(key)?;
-    }
-    match value {
-        Value::Object(map) if keys.is_empty() && map.is_empty() => None,
-        other => Some(other),
-    }
-}
-
-pub(crate) fn values(
-    r: &Reporter<'_>,
-    checks: &[Check],
-    request: &RequestView<'_>,
-    state: &mut State,
-) {
-    let Some(count) = operations(state).map(Vec::len) else {
-        return;
-    };
-    let mut removed = Vec::new();
-    for i in 0..count {
-        let Some(item) = operations(state).and_then(|ops| ops.get(i)) else {
-            break;
-        };
-        if !matches!(op_kind(item), Some(PatchOpKind::Add | PatchOpKind::Replace)) {
-            continue;
-        }
-        let Some((body, keys)) = item.as_object().and_then(pseudo_body) else {
-            continue;
-        };
-        let mut inner = State::new(Body::Json(body));
-        for check in checks {
-            let rule = Rule {
-                check: check.clone(),
-                message: inner_message(check),
-                ..r.rule.clone()
-            };
-            let reporter = Reporter { rule: &rule };
-            check::run_check(check, &reporter, request, &mut inner);
-        }
-        if inner.findings.is_empty() {
-            continue;
-        }
-        let prefix: String = keys
-            .iter()
-            .map(|k| format!("/{}", pointer_token(k)))
-            .collect();
-        if inner.changed {
-            let Body::Json(body) = std::mem::replace(&mut inner.body, Body::Empty) else {
-                continue;
-            };
-            let op = operations_mut(state)
-                .and_then(|ops| ops.get_mut(i))
-                .and_then(Value::as_object_mut);
-            match (unwrap_pseudo(body, &keys), op) {
-                (Some(value), Some(op)) => {
-                    op.insert("value".into(), value);
-                }
-                (None, Some(_)) => removed.push(i),
-                _ => {}
-            }
-        }
-        for finding in inner.findings {
-            push_inner(r, state, i, &prefix, finding);
-        }
-    }
-    remove_operations(state, &removed);
-}
-
-/// Reports an inner check's finding as the outer rule's, with its location moved into
-/// the operation's value.
-fn push_inner(r: &Reporter<'_>, state: &mut State, i: usize, prefix: &str, finding: Finding) {
-    let within = match finding.location.strip_prefix(prefix) {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        _ => "",
-    };
-    let at = format!("/{OPERATIONS}/{i}/value{within}");
-    let vars = [("detail", finding.message)];
-    match finding.fix {
-        Some(fix) => r.fixed(state, at, &vars, fix.before, fix.after),
-        // Under rewrite, a finding the inner check could not fix makes the request fail.
-        None if r.rewrites() => r.unfixable(state, at, &vars),
-        None => r.report(state, at, &vars),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use serde_json::{json, Value};
@@ -878,6 +743,7 @@ pub(crate) mod tests {
         let query: Result<Query, QueryError> = Ok(Query::default());
         let view = RequestView {
             operation,
+            path: "/scim/v2",
             resource_id: id,
             query: &query,
             body: body.as_bytes(),

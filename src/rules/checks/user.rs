@@ -1,11 +1,14 @@
 //! Checks on the operation itself and on resource bodies (users, and the body-level
 //! checks groups share). Attribute names match case-insensitively (RFC 7643 §2.1).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
+use crate::rules::attr::JsonType;
 use crate::rules::attr::{
     attribute_strings, describe, entry, find, is_urn, key_in, name_of, pointer_of, remove,
-    value_mut, walk_strings, Step, MANAGER,
+    value_mut, walk_strings, AttrRef, Step, MANAGER,
 };
 use crate::rules::context::{pointer_token, show, Body, Reporter, RequestView, State};
 
@@ -16,17 +19,25 @@ pub(crate) fn unsupported_operation(
 ) {
     r.report(
         state,
-        "path",
+        format!("path {}", request.path),
         &[("operation", request.operation.name().to_owned())],
     );
 }
 
-pub(crate) fn unknown_endpoint(r: &Reporter<'_>, _request: &RequestView<'_>, state: &mut State) {
-    r.report(state, "path", &[]);
+pub(crate) fn unknown_endpoint(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    r.report(state, format!("path {}", request.path), &[]);
 }
 
-pub(crate) fn json_body(r: &Reporter<'_>, state: &mut State) {
+pub(crate) fn json_body(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
     let found = match &state.body {
+        Body::Empty if request.body.is_empty() => {
+            "no body (an empty request, or one whose body was read as empty)".to_owned()
+        }
+        Body::Empty => "a body of only whitespace".to_owned(),
+        Body::Invalid(_) if request.body.starts_with(b"\xEF\xBB\xBF") => {
+            "a UTF-8 byte order mark (bytes EF BB BF) before the JSON; send the JSON without it"
+                .to_owned()
+        }
         Body::Invalid(e) => format!(
             "invalid JSON at line {}, column {}: {e}",
             e.line(),
@@ -36,6 +47,43 @@ pub(crate) fn json_body(r: &Reporter<'_>, state: &mut State) {
         _ => return,
     };
     r.report(state, "body", &[("found", found)]);
+}
+
+/// The resource names a SCIM path may end with, for [`path_shape`]'s fix.
+const RESOURCES: [&str; 5] = [
+    "Users",
+    "Groups",
+    "Schemas",
+    "ResourceTypes",
+    "ServiceProviderConfig",
+];
+
+pub(crate) fn path_shape(r: &Reporter<'_>, request: &RequestView<'_>, state: &mut State) {
+    let path = request.path;
+    let segments: Vec<&str> = path.split('/').collect();
+    // `/scim/v2Groups/…`: the IdP joined its base URL and the resource without a slash.
+    let glued = segments.windows(2).find_map(|pair| {
+        let [scim, glued] = pair else { return None };
+        let rest = glued.get(2..)?;
+        let is_v2 = glued.get(..2).is_some_and(|v| v.eq_ignore_ascii_case("v2"));
+        let resource = RESOURCES.iter().find(|r| {
+            rest.get(..r.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(r))
+        })?;
+        (scim.eq_ignore_ascii_case("scim") && is_v2).then(|| format!("v2/{resource}"))
+    });
+    let problem = if let Some(fixed) = glued {
+        format!(
+            "the path has no `/` after `/scim/v2` (`{path}`); AWS IAM Identity Center serves `…/scim/{fixed}…`. Fix the SCIM endpoint URL in the IdP so the resource follows `/scim/v2/`"
+        )
+    } else if segments.len() > 2 && segments[1..segments.len() - 1].contains(&"") {
+        format!(
+            "the path has an empty segment (`//` in `{path}`); the SCIM endpoint URL configured in the IdP most likely ends with a `/`. Remove the trailing slash: AWS's endpoint is `https://scim.<region>.amazonaws.com/<tenant id>/scim/v2`"
+        )
+    } else {
+        return;
+    };
+    r.report(state, format!("path {path}"), &[("problem", problem)]);
 }
 
 pub(crate) fn required(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
@@ -388,6 +436,214 @@ pub(crate) fn manager_object(r: &Reporter<'_>, state: &mut State) {
     }
 }
 
+/// Where a value sits in the body: the keys leading to it as the body spells them, and
+/// for an element of a multi-valued attribute, its index before the last key. The JSON
+/// pointer is built only for a finding.
+#[derive(Clone, Copy)]
+struct Place<'v> {
+    /// The extension block's key, the attribute's, the sub-attribute's.
+    keys: [Option<&'v str>; 3],
+    index: Option<usize>,
+}
+
+impl Place<'_> {
+    fn pointer(&self) -> String {
+        let [block, name, sub] = self.keys;
+        let mut out = String::new();
+        for key in [block, name].into_iter().flatten() {
+            out.push('/');
+            out.push_str(&pointer_token(key));
+        }
+        if let Some(i) = self.index {
+            out.push_str(&format!("/{i}"));
+        }
+        if let Some(sub) = sub {
+            out.push('/');
+            out.push_str(&pointer_token(sub));
+        }
+        out
+    }
+}
+
+/// Visits every value an attribute names: the attribute itself (a dotted name, or a
+/// root key such as the enterprise extension's URN), and for a sub-attribute of a
+/// multi-valued attribute, the sub-attribute of each element.
+fn visit_values<'v>(
+    body: &'v Map<String, Value>,
+    attr: &str,
+    visit: &mut dyn FnMut(Place<'v>, &'v Value),
+) {
+    let parsed = AttrRef::parse(attr);
+    let (block, holder) = match parsed.urn {
+        // The extension block itself (`urn:…:2.0:User`) parses as URN `urn:…:2.0`.
+        Some(_) if parsed.sub.is_none() && is_urn(attr) => match entry(body, attr) {
+            Some((key, value)) => {
+                let keys = [None, Some(key), None];
+                return visit(Place { keys, index: None }, value);
+            }
+            None => match parsed.urn.and_then(|urn| entry(body, urn)) {
+                Some((key, Value::Object(block))) => (Some(key), block),
+                _ => return,
+            },
+        },
+        Some(urn) => match entry(body, urn) {
+            Some((key, Value::Object(block))) => (Some(key), block),
+            _ => return,
+        },
+        None => (None, body),
+    };
+    let Some((key, value)) = entry(holder, parsed.name) else {
+        return;
+    };
+    let Some(sub) = parsed.sub else {
+        let keys = [block, Some(key), None];
+        return visit(Place { keys, index: None }, value);
+    };
+    match value {
+        Value::Object(object) => {
+            if let Some((sub_key, value)) = entry(object, sub) {
+                let keys = [block, Some(key), Some(sub_key)];
+                visit(Place { keys, index: None }, value);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let Some((sub_key, value)) = item.as_object().and_then(|o| entry(o, sub)) else {
+                    continue;
+                };
+                let keys = [block, Some(key), Some(sub_key)];
+                visit(
+                    Place {
+                        keys,
+                        index: Some(i),
+                    },
+                    value,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Where `value` breaks the JSON type `wanted`, if it does: the index of a list's
+/// first element of the wrong type (or `None` for the value itself), the type sent and
+/// the type wanted there.
+fn type_mismatch(
+    value: &Value,
+    wanted: JsonType,
+) -> Option<(Option<usize>, &'static str, &'static str)> {
+    let element = |items: &[Value], ok: fn(&Value) -> bool, each: &'static str| {
+        let i = items.iter().position(|item| !ok(item))?;
+        Some((Some(i), describe(&items[i]), each))
+    };
+    match (wanted, value) {
+        (_, Value::Null)
+        | (JsonType::String, Value::String(_))
+        | (JsonType::Complex, Value::Object(_))
+        | (JsonType::Boolean, Value::Bool(_)) => None,
+        (JsonType::Boolean, Value::String(s))
+            if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+        {
+            None
+        }
+        (JsonType::MultiComplex, Value::Array(items)) => {
+            element(items, Value::is_object, "an object")
+        }
+        (JsonType::MultiString, Value::Array(items)) => {
+            element(items, Value::is_string, "a string")
+        }
+        _ => Some((None, describe(value), wanted.describe())),
+    }
+}
+
+pub(crate) fn attribute_types(
+    r: &Reporter<'_>,
+    attributes: &BTreeMap<String, JsonType>,
+    state: &mut State,
+) {
+    let Some(body) = state.object() else { return };
+    let mut hits = Vec::new();
+    for (attr, &wanted) in attributes {
+        visit_values(body, attr, &mut |place, value| {
+            if let Some((index, sent, wanted)) = type_mismatch(value, wanted) {
+                let mut at = place.pointer();
+                if let Some(i) = index {
+                    at.push_str(&format!("/{i}"));
+                }
+                hits.push((at, attr.clone(), sent, wanted));
+            }
+        });
+    }
+    for (at, attribute, sent, wanted) in hits {
+        r.report(
+            state,
+            at,
+            &[
+                ("attribute", attribute),
+                ("sent", sent.to_owned()),
+                ("wanted", wanted.to_owned()),
+            ],
+        );
+    }
+}
+
+pub(crate) fn max_length(r: &Reporter<'_>, attributes: &[String], max: usize, state: &mut State) {
+    let Some(body) = state.object() else { return };
+    let mut hits = Vec::new();
+    for attr in attributes {
+        visit_values(body, attr, &mut |place, value| {
+            // A string of at most `max` bytes has at most `max` characters.
+            if let Value::String(text) = value {
+                if text.len() > max && text.chars().count() > max {
+                    hits.push((place.pointer(), attr.clone(), text.chars().count()));
+                }
+            }
+        });
+    }
+    for (at, attribute, length) in hits {
+        r.report(
+            state,
+            at,
+            &[
+                ("attribute", attribute),
+                ("length", length.to_string()),
+                ("max", max.to_string()),
+            ],
+        );
+    }
+}
+
+/// Whether `text` reads as an email address: one `@` between a non-empty local part and
+/// a domain with a dot, no spaces.
+fn looks_like_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && !text.contains(char::is_whitespace)
+        && domain
+            .split_once('.')
+            .is_some_and(|(host, tld)| !host.is_empty() && !tld.is_empty())
+}
+
+pub(crate) fn email_address(r: &Reporter<'_>, attributes: &[String], state: &mut State) {
+    let Some(body) = state.object() else { return };
+    let mut hits = Vec::new();
+    for attr in attributes {
+        visit_values(body, attr, &mut |place, value| {
+            if let Value::String(text) = value {
+                if !text.is_empty() && !looks_like_email(text) {
+                    hits.push((place.pointer(), attr.clone(), text.clone()));
+                }
+            }
+        });
+    }
+    for (at, attribute, value) in hits {
+        r.report(state, at, &[("attribute", attribute), ("value", value)]);
+    }
+}
+
 /// Zero-width characters AWS refuses (observed; Entra's and Okta's AWS guides):
 /// U+200B ZERO WIDTH SPACE … U+200D ZERO WIDTH JOINER, U+2060 WORD JOINER, U+FEFF BOM.
 fn is_zero_width(c: char) -> bool {
@@ -535,6 +791,7 @@ mod tests {
             let query: Result<Query, QueryError> = Ok(Query::default());
             let view = RequestView {
                 operation: Operation::CreateUser,
+                path: "/scim/v2/Users",
                 resource_id: None,
                 query: &query,
                 body: body.as_bytes(),

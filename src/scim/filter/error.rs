@@ -137,7 +137,6 @@ pub enum ErrorKind {
     },
 }
 
-const OPERATORS: &str = "eq, ne, co, sw, ew, gt, ge, lt, le, pr";
 const VALUES: &str = r#"values are JSON: "a string", 42, true, false or null"#;
 
 impl ErrorKind {
@@ -227,10 +226,11 @@ impl ErrorKind {
                  urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"
                     .into()
             }
+            // Suggest `eq` alone: it is the comparison every SCIM service takes, and the
+            // only one AWS IAM Identity Center does (Limitations › Filter limitations).
             ErrorKind::ExpectedCompareOp { found, .. } => match found.as_str() {
-                "=" | "==" => format!("SCIM spells `=` as `eq`: {OPERATORS}"),
-                "!=" | "<>" => format!("SCIM spells `!=` as `ne`: {OPERATORS}"),
-                _ => OPERATORS.into(),
+                "=" | "==" => r#"SCIM spells `=` as `eq`: userName eq "bjensen""#.into(),
+                _ => r#"compare with `eq`: userName eq "bjensen""#.into(),
             },
             ErrorKind::ExpectedSpace { .. } | ErrorKind::ExpectedSpaceBefore { .. } => {
                 "the RFC puts one space between attribute, operator and value, and around \
@@ -380,7 +380,7 @@ impl ParseError {
     /// ```text
     /// userName xx "jdoe"
     ///          ^
-    /// expected a comparison operator after `userName` at column 10 (eq, ne, co, sw, ew, gt, ge, lt, le, pr)
+    /// expected a comparison operator after `userName` at column 10 (compare with `eq`: userName eq "bjensen")
     /// ```
     pub fn render(&self, input: &str) -> String {
         let offset = floor_char_boundary(input, self.offset);

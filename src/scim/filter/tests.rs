@@ -502,7 +502,7 @@ fn error_messages_read_as_the_issue_asks() {
     assert_eq!(
         err.to_string(),
         "expected a comparison operator after `userName` at column 10 \
-         (eq, ne, co, sw, ew, gt, ge, lt, le, pr)"
+         (compare with `eq`: userName eq \"bjensen\")"
     );
     let err = parse_filter(r#"emails[type eq "work""#).unwrap_err();
     assert_eq!(
@@ -528,7 +528,7 @@ fn render_puts_a_caret_under_the_column() {
     assert_eq!(
         err.render(input),
         "userName xx \"jdoe\"\n         ^\nexpected a comparison operator after `userName` \
-         at column 10 (eq, ne, co, sw, ew, gt, ge, lt, le, pr)"
+         at column 10 (compare with `eq`: userName eq \"bjensen\")"
     );
     // Columns count characters, not bytes.
     let input = "x eq \"é\" yy";

@@ -1,10 +1,18 @@
-//! The admin listener: `/metrics`, `/healthz` and `/readyz` over plain HTTP/1.1, on its
-//! own address (`--admin`, loopback by default), never on the proxy's port.
+//! The admin listener: the live view, `/metrics`, `/healthz` and `/readyz` over plain
+//! HTTP/1.1, on its own address (`--admin`, loopback unless `--admin-token` is set),
+//! never on the proxy's port.
 //!
+//! - `GET /`: the live view of recent exchanges ([`view`], assets in [`page`]);
+//!   `GET /events`: its Server-Sent Events; `GET /api/exchanges`: the ring as JSON.
+//! - `GET /login?code=…`: the one-time link printed at start sets the session cookie
+//!   ([`auth`]); `POST /login` does the same for the token typed into its form.
 //! - `GET /metrics`: [`Metrics::render`], OpenMetrics text.
 //! - `GET /healthz`: 200 while the process serves at all.
 //! - `GET /readyz`: 200 when the rules are loaded and the upstream answered within the
 //!   last [`READY_WINDOW`]; else 503 with the reason in plain text.
+//!
+//! With `--admin-token`, everything but `/healthz`, `/readyz` and the static assets
+//! needs the token ([`auth::AdminAuth`]).
 //!
 //! Like [`crate::server::serve`], [`serve`] takes its listener and shutdown future, so
 //! tests bind port 0.
@@ -27,9 +35,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE,
+    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -38,6 +49,30 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::metrics::{self, Metrics};
+
+pub mod auth;
+pub mod entry;
+pub mod page;
+pub mod view;
+
+pub use auth::AdminAuth;
+pub use view::View;
+
+/// An admin response's body: a whole buffer, or the live view's event stream.
+pub type AdminBody = Either<Full<Bytes>, view::SseBody>;
+
+/// The login form's body is a token of at most a few hundred bytes: 4 KiB bounds it.
+const MAX_LOGIN_BODY_BYTES: usize = 4096;
+
+/// What the admin listener serves from.
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+    /// The live view; `None` when `--view-history 0` turned it off.
+    pub view: Option<View>,
+    pub auth: Arc<AdminAuth>,
+}
 
 /// How recently the upstream must have answered for `/readyz` to say ready: 30 s, three
 /// times Kubernetes' default probe period of 10 s, so one quiet probe interval does not
@@ -164,13 +199,22 @@ pub fn check_admin_address(admin: SocketAddr, listen: SocketAddr) -> Result<(), 
     }
 }
 
+/// A non-loopback `--admin` without `--admin-token`; the message says the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--admin {0} is reachable from other hosts, and its live view shows every exchange. Fix: keep --admin on loopback (e.g. 127.0.0.1:9090), or set --admin-token (SCIMGUARD_ADMIN_TOKEN) to require a bearer token")]
+pub struct OpenAdminError(pub SocketAddr);
+
+/// Refuses an admin address off loopback unless a token guards it.
+pub fn check_admin_exposure(admin: SocketAddr, token: Option<&str>) -> Result<(), OpenAdminError> {
+    if admin.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        Ok(())
+    } else {
+        Err(OpenAdminError(admin))
+    }
+}
+
 /// Serves the admin endpoints until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Metrics,
-    readiness: Readiness,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     let mut builder = http1::Builder::new();
@@ -178,7 +222,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(ADMIN_HEADER_TIMEOUT)
         .keep_alive(true);
-    let state = Arc::new((metrics, readiness));
+    let state = Arc::new(state);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -203,7 +247,7 @@ pub async fn serve(
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(answer(&request, &state.0, &state.1)) }
+            async move { Ok::<_, Infallible>(answer(request, &state).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -220,12 +264,17 @@ pub async fn serve(
     }
 }
 
-/// The answer to one admin request; pure apart from reading the handles.
-fn answer<B>(
-    request: &Request<B>,
-    metrics: &Metrics,
-    readiness: &Readiness,
-) -> Response<Full<Bytes>> {
+/// The answer to one admin request.
+async fn answer(
+    request: Request<hyper::body::Incoming>,
+    state: &AdminState,
+) -> Response<AdminBody> {
+    let path = request.uri().path();
+    if path == "/login" && request.method() == Method::POST {
+        return login_with_form(request, &state.auth)
+            .await
+            .map(Either::Left);
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -234,9 +283,54 @@ fn answer<B>(
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return response.map(Either::Left);
     }
+    let open = matches!(
+        path,
+        "/healthz" | "/readyz" | "/view.css" | "/view.js" | "/login"
+    );
+    if !open && !state.auth.allows(request.headers()) {
+        return unauthorized().map(Either::Left);
+    }
+    if path == "/events" {
+        if let Some(view) = &state.view {
+            return event_stream(view);
+        }
+    }
+    answer_whole(&request, state).map(Either::Left)
+}
+
+/// The answers that are one buffer.
+fn answer_whole<B>(request: &Request<B>, state: &AdminState) -> Response<Full<Bytes>> {
+    let (metrics, readiness) = (&state.metrics, &state.readiness);
     match request.uri().path() {
+        "/" => match &state.view {
+            Some(_) => asset(page::live_page(), "text/html; charset=utf-8", true),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "the live view is off (--view-history 0); the admin endpoints are /metrics, /healthz and /readyz\n".to_owned(),
+            ),
+        },
+        "/view.css" => asset(page::CSS.to_owned(), "text/css; charset=utf-8", false),
+        "/view.js" => asset(page::JS.to_owned(), "text/javascript; charset=utf-8", false),
+        "/api/exchanges" => match &state.view {
+            Some(view) => {
+                let entries = view.entries();
+                let mut json = String::from("[");
+                for (i, entry) in entries.iter().enumerate() {
+                    if i > 0 {
+                        json.push(',');
+                    }
+                    json.push_str(entry);
+                }
+                json.push(']');
+                let mut response = asset(json, "application/json", false);
+                *response.status_mut() = StatusCode::OK;
+                response
+            }
+            None => text(StatusCode::NOT_FOUND, "the live view is off (--view-history 0)\n".to_owned()),
+        },
+        "/login" => login_with_link(request, &state.auth),
         "/metrics" => {
             let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
             response.headers_mut().insert(
@@ -255,9 +349,143 @@ fn answer<B>(
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; the admin endpoints are /metrics, /healthz and /readyz\n".to_owned(),
+            "not found; the admin endpoints are / (the live view), /metrics, /healthz and /readyz\n".to_owned(),
         ),
     }
+}
+
+/// `/events`: the view's Server-Sent Events.
+fn event_stream(view: &View) -> Response<AdminBody> {
+    let Some(stream) = view.event_stream() else {
+        let mut response = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} pages of the live view are open already; close one\n",
+                view::MAX_EVENT_STREAMS
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return response.map(Either::Left);
+    };
+    let mut response = Response::new(Either::Right(stream));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A page or asset of the view; `page` adds the policy that keeps it to its own origin.
+fn asset(body: String, content_type: &'static str, page: bool) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if page {
+        headers.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(page::LIVE_POLICY),
+        );
+        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    }
+    response
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = asset(
+        page::login_page(Some("This admin listener needs its token (--admin-token).")),
+        "text/html; charset=utf-8",
+        true,
+    );
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"scimguard admin\""),
+    );
+    response
+}
+
+/// `GET /login?code=…`: the one-time link. Without a code: the form.
+fn login_with_link<B>(request: &Request<B>, auth: &AdminAuth) -> Response<Full<Bytes>> {
+    let code = request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("code="));
+    match code {
+        Some(code) => match auth.log_in(code) {
+            Some(session) => logged_in(&session),
+            None => {
+                let mut response = asset(
+                    page::login_page(Some(
+                        "This login link was used already or is wrong: type the token instead.",
+                    )),
+                    "text/html; charset=utf-8",
+                    true,
+                );
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                response
+            }
+        },
+        None => asset(page::login_page(None), "text/html; charset=utf-8", true),
+    }
+}
+
+/// `POST /login` with `token=…` (the form).
+async fn login_with_form(
+    request: Request<hyper::body::Incoming>,
+    auth: &AdminAuth,
+) -> Response<Full<Bytes>> {
+    let body = match Limited::new(request.into_body(), MAX_LOGIN_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the login form is at most 4 KiB\n".to_owned(),
+            )
+        }
+    };
+    let token = std::str::from_utf8(&body)
+        .ok()
+        .into_iter()
+        .flat_map(|form| form.split('&'))
+        .find_map(|pair| pair.strip_prefix("token="))
+        .and_then(|raw| crate::scim::percent::percent_decode(raw, true).ok())
+        .map(|t| t.into_owned())
+        .unwrap_or_default();
+    match auth.log_in_with_token(&token) {
+        Some(session) => logged_in(&session),
+        None => {
+            let mut response = asset(
+                page::login_page(Some("Wrong token.")),
+                "text/html; charset=utf-8",
+                true,
+            );
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            response
+        }
+    }
+}
+
+/// Sets the session cookie and sends the browser to the view.
+fn logged_in(session: &str) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::SEE_OTHER, "logged in\n".to_owned());
+    let headers = response.headers_mut();
+    headers.insert(LOCATION, HeaderValue::from_static("/"));
+    let cookie = format!(
+        "{}={session}; HttpOnly; SameSite=Strict; Path=/",
+        auth::SESSION_COOKIE
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        headers.insert(SET_COOKIE, value);
+    }
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -290,10 +518,20 @@ mod tests {
 
     impl Admin {
         async fn start(metrics: Metrics, readiness: Readiness) -> Admin {
+            Admin::start_with(AdminState {
+                metrics,
+                readiness,
+                view: None,
+                auth: Arc::new(AdminAuth::new(None)),
+            })
+            .await
+        }
+
+        async fn start_with(state: AdminState) -> Admin {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(serve(listener, metrics, readiness, async {
+            let task = tokio::spawn(serve(listener, state, async {
                 let _ = stopped.await;
             }));
             Admin {
@@ -305,11 +543,27 @@ mod tests {
 
         /// One request over a fresh connection: (status, headers text, body).
         async fn request(&self, method: &str, path: &str) -> (u16, String, String) {
+            self.request_with(method, path, "").await
+        }
+
+        /// As [`Admin::request`] with extra header lines (each ending in CRLF).
+        async fn request_with(
+            &self,
+            method: &str,
+            path: &str,
+            extra: &str,
+        ) -> (u16, String, String) {
+            self.raw(&format!(
+                "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n{extra}\r\n"
+            ))
+            .await
+        }
+
+        /// Sends `text` as it is over a fresh connection; reads the whole answer.
+        async fn raw(&self, text: &str) -> (u16, String, String) {
             let exchange = async {
                 let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-                let head =
-                    format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-                stream.write_all(head.as_bytes()).await.unwrap();
+                stream.write_all(text.as_bytes()).await.unwrap();
                 let mut raw = Vec::new();
                 stream.read_to_end(&mut raw).await.unwrap();
                 String::from_utf8(raw).unwrap()
@@ -487,6 +741,92 @@ mod tests {
         assert!(reason.contains("last answered"), "{reason}");
         readiness.mark_upstream_ok();
         assert_eq!(readiness.check(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_token_guards_the_view_and_metrics_but_not_the_probes() {
+        let auth = Arc::new(AdminAuth::new(Some("admin-t0ken")));
+        let link = auth.login_path().unwrap();
+        let view = View::new(10, None, "http://127.0.0.1:8080".into());
+        let admin = Admin::start_with(AdminState {
+            metrics: Metrics::new(),
+            readiness: Readiness::new(),
+            view: Some(view),
+            auth,
+        })
+        .await;
+        for path in ["/", "/metrics", "/api/exchanges", "/events"] {
+            let (status, head, body) = admin.request("GET", path).await;
+            assert_eq!(status, 401, "{path}: {head}");
+            assert!(head
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer"));
+            assert!(!body.contains("admin-t0ken"));
+        }
+        assert_eq!(admin.request("GET", "/healthz").await.0, 200);
+        assert_eq!(admin.request("GET", "/readyz").await.0, 503);
+        let bearer = "Authorization: Bearer admin-t0ken\r\n";
+        let (status, _, body) = admin.request_with("GET", "/metrics", bearer).await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("scimguard_request_duration_seconds"),
+            "{body}"
+        );
+        let (status, _, body) = admin.request_with("GET", "/api/exchanges", bearer).await;
+        assert_eq!((status, body.as_str()), (200, "[]"));
+
+        // The one-time link sets a cookie that opens the page, once.
+        let (status, head, _) = admin.request("GET", &link).await;
+        assert_eq!(status, 303, "{head}");
+        let cookie = head
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(
+            head.contains("HttpOnly") && head.contains("SameSite=Strict"),
+            "{head}"
+        );
+        let (status, head, page) = admin
+            .request_with("GET", "/", &format!("Cookie: {cookie}\r\n"))
+            .await;
+        assert_eq!(status, 200, "{head}");
+        assert!(page.contains("<script src=\"/view.js\">"), "{page}");
+        assert!(head
+            .to_ascii_lowercase()
+            .contains("content-security-policy"));
+        assert_eq!(admin.request("GET", &link).await.0, 403, "used once");
+
+        // The form takes the token itself (a second browser).
+        let post = |form: &str| {
+            format!(
+                "POST /login HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                form.len()
+            )
+        };
+        let (status, head, _) = admin.raw(&post("token=admin-t0ken")).await;
+        assert_eq!(status, 303, "{head}");
+        assert!(head.contains("scimguard_admin="), "{head}");
+        let (status, _, body) = admin.raw(&post("token=wrong")).await;
+        assert_eq!(status, 401);
+        assert!(!body.contains("admin-t0ken"));
+        admin.stop().await;
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_a_token() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(check_admin_exposure(addr("127.0.0.1:9090"), None).is_ok());
+        assert!(check_admin_exposure(addr("[::1]:9090"), None).is_ok());
+        let message = check_admin_exposure(addr("0.0.0.0:9090"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("--admin-token"), "{message}");
+        assert!(check_admin_exposure(addr("10.0.0.1:9090"), Some("")).is_err());
+        assert!(check_admin_exposure(addr("10.0.0.1:9090"), Some("t")).is_ok());
     }
 
     #[test]

@@ -1,6 +1,18 @@
 //! TLS on both legs: the HTTPS listener (rustls via tokio-rustls, ALPN h2 + http/1.1),
 //! the trust store for the upstream (web PKI roots plus `--upstream-ca`), and
 //! self-signed certificates for local trials (`scimguard cert`).
+//!
+//! | part | role |
+//! |---|---|
+//! | [`listener`] | the listener's certificate source: files (re-read on SIGHUP) or ACME |
+//! | [`served`] | the swappable certificate every new handshake gets; TLS-ALPN-01 answers |
+//! | [`acme`] | RFC 8555 issuance and renewal with TLS-ALPN-01 on the listening port |
+
+pub mod acme;
+pub mod listener;
+pub mod served;
+
+pub use listener::ListenerTls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +29,7 @@ const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 #[error("{0}")]
 pub struct TlsError(pub String);
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
