@@ -43,6 +43,41 @@ pub enum Command {
     /// Write one self-contained HTML report of captures (merged by time): a summary,
     /// who failed and why, and every exchange.
     Report(ReportArgs),
+    /// Ask a running scimguard's blast-radius guard (on its --admin listener): status,
+    /// or release a tenant's held destructive changes.
+    Guard(GuardArgs),
+}
+
+/// Flags of `scimguard guard`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    #[command(subcommand)]
+    pub action: GuardAction,
+
+    /// The admin listener of the running scimguard, e.g. http://127.0.0.1:9090.
+    #[arg(long, env = "SCIMGUARD_ADMIN_URL", value_name = "URL", global = true)]
+    pub admin: Option<String>,
+
+    /// The admin token, when the admin listener is not on loopback.
+    #[arg(
+        long,
+        env = "SCIMGUARD_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardAction {
+    /// Print every tenant's guard state (JSON): tripped or not, counts, held operations.
+    Status,
+    /// Let a tripped tenant's held changes through and start its window again.
+    Release {
+        /// The tenant id (the path segment before /scim/v2).
+        tenant: String,
+    },
 }
 
 /// Flags of `scimguard report`.
@@ -318,6 +353,49 @@ pub struct RunArgs {
     /// Shape mode: the most requests waiting at once [default: 1024].
     #[arg(long, env = "SCIMGUARD_MAX_QUEUE", value_name = "N")]
     pub max_queue: Option<usize>,
+
+    /// Share every tenant's throttle budget with other replicas in this Redis or Valkey:
+    /// redis://HOST:PORT[/DB], rediss:// for TLS [default: each replica its own].
+    #[arg(
+        long,
+        env = "SCIMGUARD_THROTTLE_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub throttle_store: Option<String>,
+
+    /// The store's password, if not in the URL (prefer the environment variable).
+    #[arg(
+        long,
+        env = "SCIMGUARD_THROTTLE_STORE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub throttle_store_password: Option<String>,
+
+    /// While the store does not answer: local (this replica's own budget at --rate /
+    /// --replicas), allow, or deny (503) [default: local].
+    #[arg(long, env = "SCIMGUARD_THROTTLE_STORE_FAILURE", value_enum)]
+    pub throttle_store_failure: Option<crate::throttle::StoreFailure>,
+
+    /// How many replicas share --throttle-store; the local fallback admits --rate /
+    /// --replicas [default: 1].
+    #[arg(long, env = "SCIMGUARD_REPLICAS", value_name = "N")]
+    pub replicas: Option<u32>,
+
+    /// Blast-radius guard: destructive changes (deletions, deactivations, removed
+    /// members) per tenant allowed within --guard-window; beyond, they are held (503)
+    /// until an admin releases them; 0 turns the guard off [default: 100].
+    #[arg(long, env = "SCIMGUARD_GUARD_DELETES", value_name = "N")]
+    pub guard_deletes: Option<u32>,
+
+    /// The window --guard-deletes applies to, e.g. 10m [default: 10m].
+    #[arg(long, env = "SCIMGUARD_GUARD_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub guard_window: Option<Duration>,
+
+    /// Keep the guard's counts and trips in this file across restarts (0600).
+    #[arg(long, env = "SCIMGUARD_GUARD_STATE", value_name = "FILE")]
+    pub guard_state: Option<PathBuf>,
 
     /// Record every exchange to this file as JSON lines (mode 0600; tokens redacted).
     #[arg(long, env = "SCIMGUARD_RECORD", value_name = "FILE")]

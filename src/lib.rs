@@ -19,8 +19,9 @@
 //! | [`body`] | response bodies: whole, or the upstream's answer streamed as it arrives |
 //! | [`upstream`] | pooled hyper-util client over hyper-rustls; hop-by-hop headers |
 //! | [`explain`] | the explanation of every exchange: log lines, `--explain-log` JSON |
-//! | [`throttle`] | governor buckets per tenant: admit, wait, or refuse with Retry-After |
-//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz; the live view of recent exchanges (`--view-history`, `--admin-token`) |
+//! | [`guard`] | the blast-radius guard: destructive changes counted per tenant, held past a limit until released |
+//! | [`throttle`] | budgets per tenant, local (governor) or shared in Redis: admit, wait, or refuse with Retry-After |
+//! | [`metrics`], [`admin`] | counters and histograms; /metrics, /healthz, /readyz; the live view of recent exchanges (`--view-history`, `--admin-token`); the guard's /guard |
 //! | [`report`] | `scimguard report`: one self-contained HTML file of captures |
 //! | [`record`], [`har`] | captures (redacted JSON lines) and their HAR 1.2 export |
 //! | [`redact`] | THE one redaction of secrets (and PII) used by every output |
@@ -49,6 +50,7 @@ pub mod emulator;
 pub mod error;
 pub mod exchange;
 pub mod explain;
+pub mod guard;
 pub mod har;
 pub mod logging;
 pub mod metrics;
@@ -349,6 +351,7 @@ impl Proxy {
                 readiness: self.readiness.clone(),
                 view: self.pipeline.view().cloned(),
                 auth: self.admin_auth.clone(),
+                guard: self.pipeline.guard().cloned(),
             };
             background.push(tokio::spawn(admin::serve(
                 admin_listener,

@@ -51,6 +51,42 @@ fn main() -> ExitCode {
         Command::ExportHar(args) => export_har(args),
         Command::Replay(args) => replay(args),
         Command::Report(args) => report(args),
+        Command::Guard(args) => guard(args),
+    }
+}
+
+/// `scimguard guard status|release TENANT --admin URL`: prints the admin listener's
+/// answer; 0 on 2xx, 1 otherwise, 2 when it cannot be asked.
+fn guard(args: scimguard::cli::GuardArgs) -> ExitCode {
+    let Some(admin) = args.admin.as_deref() else {
+        return fail(
+            EXIT_CONFIG,
+            &"--admin URL is required: the admin listener of the running scimguard, e.g. --admin http://127.0.0.1:9090",
+        );
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let release = match &args.action {
+        scimguard::cli::GuardAction::Status => None,
+        scimguard::cli::GuardAction::Release { tenant } => Some(tenant.as_str()),
+    };
+    let answer = runtime.block_on(scimguard::guard::http::client(
+        admin,
+        release,
+        args.admin_token.as_deref(),
+    ));
+    match answer {
+        Ok((status, body)) => {
+            say!("{}", body.trim_end());
+            if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+        Err(e) => fail(EXIT_CONFIG, &e),
     }
 }
 

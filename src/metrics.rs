@@ -18,6 +18,12 @@
 //! | `scimguard_throttle_wait_seconds` | histogram | |
 //! | `scimguard_throttle_queue_depth` | gauge | |
 //! | `scimguard_recording_drops_total` | counter | |
+//! | `scimguard_throttle_store` | gauge | `store` (1 for the one deciding now: `redis`, `local`, `allow`, `deny`) |
+//! | `scimguard_throttle_store_errors_total` | counter | |
+//! | `scimguard_throttle_store_fallbacks_total` | counter | `decision` (`--throttle-store-failure`) |
+//! | `scimguard_guard_tripped` | gauge | `tenant` (1 while the blast-radius guard holds it; only tenants the guard has tripped for, at most its 10,000) |
+//! | `scimguard_guard_held_total` | counter | `operation` |
+//! | `scimguard_guard_trips_total`, `scimguard_guard_releases_total` | counter | |
 //! | `scimguard_certificate_expiry_timestamp_seconds` | gauge | |
 //! | `scimguard_explain_log_drops_total` | counter | |
 //!
@@ -72,6 +78,13 @@ struct Inner {
     throttle_wait: Histogram,
     queue_depth: Gauge,
     drops: Counter,
+    throttle_store: Family<StoreLabels, Gauge>,
+    throttle_store_errors: Counter,
+    throttle_store_fallbacks: Family<DecisionLabels, Counter>,
+    guard_tripped: Family<TenantLabels, Gauge>,
+    guard_held: Family<OperationLabels, Counter>,
+    guard_trips: Counter,
+    guard_releases: Counter,
     /// The served certificate's notAfter (Unix seconds); 0 while none is served.
     certificate_expiry: Gauge,
     explain_drops: Counter,
@@ -94,6 +107,26 @@ struct FindingLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +165,48 @@ impl Metrics {
         let throttle_wait = Histogram::new(WAIT_BUCKETS);
         let queue_depth = Gauge::default();
         let drops = Counter::default();
+        let throttle_store = Family::<StoreLabels, Gauge>::default();
+        let throttle_store_errors = Counter::default();
+        let throttle_store_fallbacks = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "throttle_store",
+            "The throttle store deciding now: 1 for redis, or for the --throttle-store-failure decision (local, allow, deny) while Redis does not answer",
+            throttle_store.clone(),
+        );
+        let guard_tripped = Family::<TenantLabels, Gauge>::default();
+        let guard_held = Family::<OperationLabels, Counter>::default();
+        let guard_trips = Counter::default();
+        let guard_releases = Counter::default();
+        registry.register(
+            "guard_tripped",
+            "1 while the blast-radius guard holds a tenant's destructive requests, 0 once released",
+            guard_tripped.clone(),
+        );
+        registry.register(
+            "guard_held",
+            "Destructive requests the blast-radius guard held (503), by operation",
+            guard_held.clone(),
+        );
+        registry.register(
+            "guard_trips",
+            "Times the blast-radius guard tripped for a tenant",
+            guard_trips.clone(),
+        );
+        registry.register(
+            "guard_releases",
+            "Times an admin released a tripped guard",
+            guard_releases.clone(),
+        );
+        registry.register(
+            "throttle_store_errors",
+            "Calls to the shared throttle store that failed or timed out",
+            throttle_store_errors.clone(),
+        );
+        registry.register(
+            "throttle_store_fallbacks",
+            "Throttle decisions taken without the shared store, by --throttle-store-failure",
+            throttle_store_fallbacks.clone(),
+        );
         let certificate_expiry = Gauge::default();
         let explain_drops = Counter::default();
         registry.register(
@@ -207,6 +282,13 @@ impl Metrics {
                 throttle_wait,
                 queue_depth,
                 drops,
+                throttle_store,
+                throttle_store_errors,
+                throttle_store_fallbacks,
+                guard_tripped,
+                guard_held,
+                guard_trips,
+                guard_releases,
                 certificate_expiry,
                 explain_drops,
                 queue_depth_source: OnceLock::new(),
@@ -289,6 +371,58 @@ impl Metrics {
     /// Only the first source set is kept; returns whether this one was.
     pub fn queue_depth_from(&self, source: impl Fn() -> usize + Send + Sync + 'static) -> bool {
         self.inner.queue_depth_source.set(Box::new(source)).is_ok()
+    }
+
+    /// The throttle store now deciding: `store` gets 1, every other 0.
+    pub fn throttle_store_in_use(&self, store: &'static str) {
+        for other in ["redis", "local", "allow", "deny"] {
+            let value = i64::from(other == store);
+            self.inner
+                .throttle_store
+                .get_or_create(&StoreLabels { store: other })
+                .set(value);
+        }
+    }
+
+    /// One failed or timed-out call to the shared throttle store.
+    pub fn throttle_store_error(&self) {
+        self.inner.throttle_store_errors.inc();
+    }
+
+    /// One decision taken without the store, by `--throttle-store-failure`.
+    pub fn throttle_store_fallback(&self, decision: &'static str) {
+        self.inner
+            .throttle_store_fallbacks
+            .get_or_create(&DecisionLabels { decision })
+            .inc();
+    }
+
+    /// Whether the guard holds `tenant` now.
+    pub fn guard_tripped(&self, tenant: &str, tripped: bool) {
+        self.inner
+            .guard_tripped
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .set(i64::from(tripped));
+    }
+
+    /// One request the guard held, by operation name.
+    pub fn guard_held(&self, operation: &'static str) {
+        self.inner
+            .guard_held
+            .get_or_create(&OperationLabels { operation })
+            .inc();
+    }
+
+    /// The guard tripped for a tenant.
+    pub fn guard_trip(&self) {
+        self.inner.guard_trips.inc();
+    }
+
+    /// An admin released a tripped guard.
+    pub fn guard_release(&self) {
+        self.inner.guard_releases.inc();
     }
 
     /// One exchange the recorder dropped.

@@ -72,6 +72,9 @@ pub enum Outcome {
     Rejected,
     /// scimguard's local throttle refused it (429): nothing reached the upstream.
     Throttled,
+    /// The blast-radius guard held it (503) until an admin releases the tenant
+    /// ([`crate::guard`]): nothing reached the upstream.
+    Held,
 }
 
 impl Outcome {
@@ -83,6 +86,7 @@ impl Outcome {
             Outcome::Rewritten => "rewritten",
             Outcome::Rejected => "rejected",
             Outcome::Throttled => "throttled",
+            Outcome::Held => "held",
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct AdminState {
     /// The live view; `None` when `--view-history 0` turned it off.
     pub view: Option<View>,
     pub auth: Arc<AdminAuth>,
+    /// The blast-radius guard's state and release (`/guard`); `None` when it is off.
+    pub guard: Option<crate::guard::Guard>,
 }
 
 /// How recently the upstream must have answered for `/readyz` to say ready: 30 s, three
@@ -274,6 +276,18 @@ async fn answer(
         return login_with_form(request, &state.auth)
             .await
             .map(Either::Left);
+    }
+    if path == "/guard" || path.starts_with("/guard/") {
+        // Releasing the guard changes what reaches AWS: the admin token's check, like
+        // every page but the probes.
+        if !state.auth.allows(request.headers()) {
+            return unauthorized().map(Either::Left);
+        }
+        if let Some(response) =
+            crate::guard::http::answer(&request, state.guard.as_ref(), true).await
+        {
+            return response.map(Either::Left);
+        }
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(
@@ -523,6 +537,7 @@ mod tests {
                 readiness,
                 view: None,
                 auth: Arc::new(AdminAuth::new(None)),
+                guard: None,
             })
             .await
         }
@@ -753,6 +768,7 @@ mod tests {
             readiness: Readiness::new(),
             view: Some(view),
             auth,
+            guard: None,
         })
         .await;
         for path in ["/", "/metrics", "/api/exchanges", "/events"] {

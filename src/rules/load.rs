@@ -223,7 +223,7 @@ impl Check {
 }
 
 /// Every placeholder a check fills in some finding (`{location}` in all of them).
-const PLACEHOLDERS: [&str; 30] = [
+const PLACEHOLDERS: [&str; 31] = [
     "location",
     "attribute",
     "attributes",
@@ -243,6 +243,7 @@ const PLACEHOLDERS: [&str; 30] = [
     "length",
     "max",
     "member",
+    "members",
     "op",
     "operation",
     "operators",

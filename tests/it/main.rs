@@ -8,10 +8,11 @@ mod connections;
 mod debugging;
 mod deployment;
 mod emulator;
-#[allow(dead_code)] // until the browser and Redis tests call it
+#[allow(dead_code)] // until the browser tests call it
 mod external;
 mod forwarding;
 mod fuzz_seeds;
+mod guard;
 mod limits;
 mod linear;
 mod pipeline;
@@ -21,6 +22,7 @@ mod reload;
 mod repair;
 mod rules;
 mod secrets;
+mod shared_throttle;
 mod shutdown;
 mod streaming;
 mod support;

@@ -190,14 +190,14 @@ struct Hit {
 
 /// A tiny upstream on 127.0.0.1:0: records when each request arrived, and answers the
 /// `n`th request (from 0) with `script(n)`.
-struct Scripted {
+pub(crate) struct Scripted {
     addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
     _task: JoinHandle<()>,
 }
 
 impl Scripted {
-    async fn start(script: fn(usize) -> Response<Full<Bytes>>) -> Scripted {
+    pub(crate) async fn start(script: fn(usize) -> Response<Full<Bytes>>) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -240,7 +240,7 @@ impl Scripted {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -263,7 +263,7 @@ const AWS_429_BODY: &str = r#"{"schema":["urn:ietf:params:scim:api:messages:2.0:
 const AWS_429_REQUEST_ID: &str = "f00dfeed-0000-4000-8000-000000000429";
 
 /// 429 with `Retry-After: 2` to the first request, then 201.
-fn throttled_once(n: usize) -> Response<Full<Bytes>> {
+pub(crate) fn throttled_once(n: usize) -> Response<Full<Bytes>> {
     if n > 0 {
         return created(n);
     }
@@ -340,7 +340,11 @@ async fn reject_refuses_the_40_over_the_burst_with_aws_shaped_429s() {
         let requests = (0..50)
             .map(|i| create_user(&base(proxy.addr), "t-reject", &user(i)))
             .collect();
+        let started = std::time::Instant::now();
         let answers = fire(&client, requests).await;
+        // The burst, plus the tokens 10/s refills while a loaded machine takes its time
+        // over the 50: exactly 10 when they all arrive within 100 ms.
+        let refilled = (started.elapsed().as_secs_f64() * 10.0).floor() as usize;
 
         let passed = answers
             .iter()
@@ -350,10 +354,10 @@ async fn reject_refuses_the_40_over_the_burst_with_aws_shaped_429s() {
             .iter()
             .filter(|a| a.status == StatusCode::TOO_MANY_REQUESTS)
             .collect();
-        assert_eq!(
-            (passed, refused.len()),
-            (10, 40),
-            "{:?}",
+        assert!(
+            (10..=10 + refilled).contains(&passed) && passed + refused.len() == 50,
+            "{passed} passed, {} refused, {refilled} tokens refilled: {:?}",
+            refused.len(),
             statuses(&answers)
         );
         for answer in refused {

@@ -1,54 +1,11 @@
-//! Throttling: per-tenant token buckets in front of the upstream, so AWS never has to
-//! throttle.
-//!
-//! AWS IAM Identity Center throttles its SCIM endpoint at about 20 requests per second
-//! (its published figure for Identity Center APIs) and answers 429; sync tools that
-//! mishandle a 429 then create duplicates (409) or lose changes. [`Throttle`] smooths an
-//! IdP's bursts to a configured rate instead.
-//!
-//! ## The buckets
-//!
-//! One governor GCRA bucket per tenant (`rate` per second, `burst` at once), keyed by the
-//! path segment before `/scim/v2` (`""`: the upstream as a whole). Every request of the
-//! tenant takes a token from it, so the tenant's total never exceeds `rate`. When a write
-//! rate is configured, writes also take a token from a second bucket of their own
-//! (`write_rate`, `write_burst`): a write must fit both, a read only the first. So
-//! `--rate 10 --write-rate 2` means "at most 10 per second in all, of which at most 2
-//! writes", never 12.
-//!
-//! ## The modes
-//!
-//! - [`ThrottleMode::Shape`]: a request over the rate waits its turn, first come first
-//!   served (each bucket has a fair FIFO lock; only the holder asks governor for a token,
-//!   so no later request can take the token an earlier one waits for). A request whose
-//!   turn would come later than `max_wait`, or that finds `max_queue` requests already
-//!   waiting, is refused at once with the time its turn would have come as Retry-After.
-//! - [`ThrottleMode::Reject`]: a request over the rate is refused at once.
-//! - [`ThrottleMode::Observe`]: never delays. The bucket is charged exactly as in shape
-//!   mode (a detached task holds the request's place in the queue and takes its token
-//!   when its turn comes), so the [`Admission::WouldWait`] and
-//!   [`Admission::WouldRefuse`] answers are what shape mode would have done.
-//!
-//! A write that gets its write token but is then refused by the tenant's bucket (reject
-//! mode, or a turn beyond `max_wait`) does not get the write token back: governor has no
-//! refund, and the loss only makes the next write wait one write period more.
-//!
-//! A request under the rate costs a tenant lookup, a try-lock and one governor check:
-//! about 160 ns in a release build (`an_admission_under_the_rate_costs_little`).
-//!
-//! ## Back-off
-//!
-//! A 429 from the upstream is relayed unchanged by the pipeline; it calls
-//! [`Throttle::back_off`] with the upstream's Retry-After, and both buckets of that
-//! tenant then let nothing through until that moment (shape: waiters wait; reject:
-//! refused). Nothing is retried here.
+//! The local budget: one governor GCRA bucket per tenant in this process.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use governor::clock::MonotonicClock;
 use governor::middleware::NoOpMiddleware;
@@ -56,349 +13,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::sync::{Mutex as FairMutex, OwnedMutexGuard};
 
-use crate::scim::error::ScimError;
-use crate::scim::Operation;
-
-/// Requests per second per tenant by default: half of AWS's published figure of about 20
-/// for Identity Center APIs, leaving the other half to whatever else calls the same
-/// tenant (the console, a second sync) and to AWS counting in its own windows.
-pub const DEFAULT_RATE: u32 = 10;
-
-/// Requests a tenant may send at once after being idle: one second's worth at the
-/// default rate, so an IdP's first page of changes goes out without delay.
-pub const DEFAULT_BURST: u32 = 10;
-
-/// The longest a request waits for its turn in shape mode: 10 s, so that a client whose
-/// HTTP timeout is 30 s (a common setting) still has 20 s left for the upstream itself.
-/// At the default rate it covers a queue of 100 requests per tenant.
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
-
-/// The most requests waiting at once, over all tenants: the listener's connection cap
-/// ([`crate::server::MAX_CONNECTIONS`], 1,024), since an HTTP/1.1 client has one request
-/// in flight per connection. Each waiting request holds its body (up to the body cap) in
-/// memory, so this also bounds the memory queueing can take.
-pub const DEFAULT_MAX_QUEUE: usize = 1024;
-
-/// The highest rate accepted: 1,000,000 per second, one token per microsecond. Governor
-/// counts in nanoseconds; far above any SCIM upstream's limit, and the period stays a
-/// whole number of nanoseconds.
-pub const MAX_RATE: u32 = 1_000_000;
-
-/// The longest `max_wait` accepted: 1 hour. No client waits that long, and it keeps every
-/// deadline far from `Instant`'s range.
-pub const MAX_MAX_WAIT: Duration = Duration::from_secs(3600);
-
-/// The most tenants with a bucket of their own. AWS gives one tenant per Identity Center
-/// instance, so a real deployment has a handful; the bound only matters against a client
-/// that invents tenant ids. Idle tenants (bucket full again, nobody waiting, no back-off)
-/// are forgotten first; beyond that, new tenants share one overflow bucket.
-pub const MAX_TENANTS: usize = 10_000;
-
-/// The longest tenant id that gets its own bucket: 256 bytes. AWS tenant ids are a few
-/// dozen characters; longer ones share the overflow bucket, so 10,000 tenants take at
-/// most about 2.5 MB of keys.
-pub const MAX_TENANT_LEN: usize = 256;
-
-/// The longest back-off an upstream's Retry-After can impose: 5 minutes. AWS answers a
-/// few seconds; a bogus day-long value would otherwise stall the sync for a day, and the
-/// next 429 after 5 minutes backs off again anyway.
-pub const MAX_BACK_OFF: Duration = Duration::from_secs(300);
-
-/// What happens to a request over the rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ThrottleMode {
-    /// Wait its turn, up to `max_wait`, in a bounded queue; refuse beyond that.
-    #[default]
-    Shape,
-    /// Refuse at once with 429 and Retry-After.
-    Reject,
-    /// Never delay; report what shape mode would have done.
-    Observe,
-}
-
-impl ThrottleMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ThrottleMode::Shape => "shape",
-            ThrottleMode::Reject => "reject",
-            ThrottleMode::Observe => "observe",
-        }
-    }
-}
-
-impl fmt::Display for ThrottleMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The throttle's settings, as the config resolves them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleConfig {
-    /// Requests per second per tenant, all operations together; 0 turns throttling off.
-    pub rate: u32,
-    /// Requests a tenant may send at once after being idle.
-    pub burst: u32,
-    /// Writes per second per tenant, on top of `rate`; `None` or 0: no write bucket.
-    pub write_rate: Option<u32>,
-    /// Writes at once; `None`: `burst`.
-    pub write_burst: Option<u32>,
-    pub mode: ThrottleMode,
-    /// Shape mode: the longest a request waits for its turn.
-    pub max_wait: Duration,
-    /// Shape and observe mode: the most requests waiting at once, over all tenants.
-    pub max_queue: usize,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        ThrottleConfig {
-            rate: DEFAULT_RATE,
-            burst: DEFAULT_BURST,
-            write_rate: None,
-            write_burst: None,
-            mode: ThrottleMode::Shape,
-            max_wait: DEFAULT_MAX_WAIT,
-            max_queue: DEFAULT_MAX_QUEUE,
-        }
-    }
-}
-
-/// A throttle setting that cannot work; the message names the flag and the fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ThrottleConfigError {
-    #[error("{flag} {value} is above the maximum of {MAX_RATE} requests per second. Fix: use a lower {flag}, or --rate 0 to turn throttling off")]
-    RateTooHigh { flag: &'static str, value: u32 },
-    #[error("{flag} 0 would refuse every request. Fix: use {flag} 1 or more (the default is {DEFAULT_BURST})")]
-    BurstZero { flag: &'static str },
-    #[error("--write-burst has no effect without --write-rate. Fix: add --write-rate N, or drop --write-burst")]
-    WriteBurstWithoutRate,
-    #[error("--max-wait {} is longer than the maximum of 1 hour. Fix: use a shorter --max-wait (the default is 10s)", humantime::format_duration(*.0))]
-    MaxWaitTooLong(Duration),
-}
-
-impl ThrottleConfig {
-    /// Whether throttling is on (`rate` > 0).
-    pub fn enabled(&self) -> bool {
-        self.rate > 0
-    }
-
-    /// Checks the settings; [`Throttle::new`] clamps instead of failing, so call this
-    /// where the config is validated to tell the user.
-    pub fn validate(&self) -> Result<(), ThrottleConfigError> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        if self.rate > MAX_RATE {
-            return Err(ThrottleConfigError::RateTooHigh {
-                flag: "--rate",
-                value: self.rate,
-            });
-        }
-        if self.burst == 0 {
-            return Err(ThrottleConfigError::BurstZero { flag: "--burst" });
-        }
-        match (self.write_rate, self.write_burst) {
-            (Some(rate), _) if rate > MAX_RATE => {
-                return Err(ThrottleConfigError::RateTooHigh {
-                    flag: "--write-rate",
-                    value: rate,
-                })
-            }
-            (Some(rate), Some(0)) if rate > 0 => {
-                return Err(ThrottleConfigError::BurstZero {
-                    flag: "--write-burst",
-                })
-            }
-            (None | Some(0), Some(_)) => return Err(ThrottleConfigError::WriteBurstWithoutRate),
-            _ => {}
-        }
-        if self.max_wait > MAX_MAX_WAIT {
-            return Err(ThrottleConfigError::MaxWaitTooLong(self.max_wait));
-        }
-        Ok(())
-    }
-}
-
-/// Which buckets a request takes tokens from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OpClass {
-    Read,
-    Write,
-}
-
-impl OpClass {
-    /// Reads change nothing (GET, list, `.search`); everything else is a write. `Me` and
-    /// unknown operations go by method: GET, HEAD and OPTIONS read.
-    pub fn of(operation: Operation, method: &http::Method) -> OpClass {
-        use Operation as Op;
-        match operation {
-            Op::GetUser
-            | Op::ListUsers
-            | Op::GetGroup
-            | Op::ListGroups
-            | Op::GetSchema
-            | Op::ListSchemas
-            | Op::ListResourceTypes
-            | Op::ServiceProviderConfig
-            | Op::Search
-            | Op::GetResourceType => OpClass::Read,
-            Op::CreateUser
-            | Op::PutUser
-            | Op::PatchUser
-            | Op::DeleteUser
-            | Op::CreateGroup
-            | Op::PatchGroup
-            | Op::DeleteGroup
-            | Op::PutGroup
-            | Op::Bulk => OpClass::Write,
-            Op::Me | Op::Unknown => {
-                if matches!(
-                    *method,
-                    http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-                ) {
-                    OpClass::Read
-                } else {
-                    OpClass::Write
-                }
-            }
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpClass::Read => "read",
-            OpClass::Write => "write",
-        }
-    }
-}
-
-/// Why a request was (or in observe mode would have been) refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// Reject mode: the tenant is over its rate.
-    OverRate,
-    /// Shape mode: its turn would come later than `max_wait`.
-    WaitTooLong,
-    /// Shape mode: `max_queue` requests are already waiting.
-    QueueFull,
-    /// The upstream answered 429 with a Retry-After that has not passed yet.
-    UpstreamBackOff,
-}
-
-impl Refusal {
-    /// A short label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::OverRate => "over_rate",
-            Refusal::WaitTooLong => "wait_too_long",
-            Refusal::QueueFull => "queue_full",
-            Refusal::UpstreamBackOff => "upstream_back_off",
-        }
-    }
-
-    /// The reason in words, for the error detail and the log line.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Refusal::OverRate => "this tenant is over its request rate and scimguard refuses such requests at once (--throttle reject)",
-            Refusal::WaitTooLong => "this tenant is over its request rate and the request's turn in scimguard's queue would have come later than --max-wait allows",
-            Refusal::QueueFull => "this tenant is over its request rate and scimguard's queue of waiting requests is full (--max-queue)",
-            Refusal::UpstreamBackOff => "the upstream answered 429 (throttled) for this tenant with a Retry-After that has not passed yet, and scimguard sends nothing to that tenant until then",
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What the throttle decided for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Go ahead. `waited` is zero when a token was there at once.
-    Admitted { waited: Duration },
-    /// Answer 429 with [`throttled_error`] and `Retry-After: retry_after_header(retry_after)`.
-    Refused {
-        retry_after: Duration,
-        reason: Refusal,
-    },
-    /// Observe mode: go ahead now; shape mode would have delayed it by about `wait`.
-    WouldWait { wait: Duration },
-    /// Observe mode: go ahead now; shape or reject mode would have refused it.
-    WouldRefuse {
-        retry_after: Duration,
-        reason: Refusal,
-    },
-}
-
-impl Admission {
-    /// Only [`Admission::Refused`] stops the request; every other answer forwards it.
-    pub fn is_refused(&self) -> bool {
-        matches!(self, Admission::Refused { .. })
-    }
-
-    /// How long the request actually waited (zero unless admitted after waiting).
-    pub fn waited(&self) -> Duration {
-        match self {
-            Admission::Admitted { waited } => *waited,
-            _ => Duration::ZERO,
-        }
-    }
-
-    /// A label for metrics and logs: `admitted`, `delayed`, `refused`, `would_wait` or
-    /// `would_refuse`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Admission::Admitted { waited } if waited.is_zero() => "admitted",
-            Admission::Admitted { .. } => "delayed",
-            Admission::Refused { .. } => "refused",
-            Admission::WouldWait { .. } => "would_wait",
-            Admission::WouldRefuse { .. } => "would_refuse",
-        }
-    }
-}
-
-/// The Retry-After header value for a wait: whole seconds, rounded up, at least 1 (a
-/// `Retry-After: 0` invites an immediate retry that would be refused again).
-pub fn retry_after_header(wait: Duration) -> u64 {
-    let secs = wait.as_secs();
-    let secs = if wait.subsec_nanos() > 0 {
-        secs.saturating_add(1)
-    } else {
-        secs
-    };
-    secs.max(1)
-}
-
-/// An upstream's Retry-After value (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) as
-/// a wait from `now`; a date in the past is zero. `None` when it is neither.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // More digits than u64 holds is still "a very long time"; MAX_BACK_OFF caps it.
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The 429 body for a request scimguard refused itself: AWS's ThrottlingException
-/// wording, so IdPs that handle AWS's 429 handle this one, then scimguard's explanation.
-pub fn throttled_error(retry_after: Duration, reason: Refusal) -> ScimError {
-    let secs = retry_after_header(retry_after);
-    ScimError::new(
-        429,
-        format!(
-            "ThrottlingException: Too many requests exceeded the limits. This 429 comes from scimguard, not from AWS: {}. The request was not sent to AWS and changed nothing; retry it after {secs} second{} (Retry-After). scimguard spaces each tenant's requests so that AWS IAM Identity Center, which throttles at about 20 requests per second, does not throttle them.",
-            reason.describe(),
-            if secs == 1 { "" } else { "s" },
-        ),
-    )
-}
+use super::*;
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
 
@@ -473,7 +88,7 @@ impl Tenant {
 
 /// The throttle: cheap to clone, shared by every connection.
 #[derive(Clone)]
-pub struct Throttle {
+pub struct LocalThrottle {
     shared: Arc<Shared>,
 }
 
@@ -526,10 +141,10 @@ impl Drop for Slot {
     }
 }
 
-impl Throttle {
+impl LocalThrottle {
     /// A throttle with these settings; out-of-range values are clamped (see
     /// [`ThrottleConfig::validate`] for telling the user instead).
-    pub fn new(config: ThrottleConfig) -> Throttle {
+    pub fn new(config: ThrottleConfig) -> LocalThrottle {
         let mut config = config;
         config.rate = config.rate.min(MAX_RATE);
         config.burst = config.burst.max(1);
@@ -549,7 +164,7 @@ impl Throttle {
             next_eviction: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
         };
-        Throttle {
+        LocalThrottle {
             shared: Arc::new(shared),
         }
     }
@@ -601,17 +216,6 @@ impl Throttle {
             .fetch_max(shared.ns(until), Ordering::AcqRel);
     }
 
-    /// The upstream answered 429 for `tenant`: backs off for its Retry-After (seconds
-    /// or an HTTP-date) when it sent a usable one, and returns the back-off applied
-    /// (capped at [`MAX_BACK_OFF`]) for the explanation. Without one, nothing changes:
-    /// the bucket's own rate already spaces the next requests.
-    pub fn upstream_throttled(&self, tenant: &str, headers: &http::HeaderMap) -> Option<Duration> {
-        let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-        let wait = parse_retry_after(value, SystemTime::now())?.min(MAX_BACK_OFF);
-        self.back_off(tenant, wait);
-        Some(wait)
-    }
-
     /// Requests waiting for their turn now, over all tenants (in observe mode: the
     /// places held on behalf of requests that went ahead).
     pub fn queue_depth(&self) -> usize {
@@ -619,9 +223,9 @@ impl Throttle {
     }
 }
 
-impl fmt::Debug for Throttle {
+impl fmt::Debug for LocalThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Throttle")
+        f.debug_struct("LocalThrottle")
             .field("config", &self.shared.config)
             .field("queue_depth", &self.queue_depth())
             .finish_non_exhaustive()
@@ -962,7 +566,7 @@ mod tests {
     /// Runs `n` admits of `tenant` at once; returns each one's answer and when it came
     /// (from the start), in order of arrival.
     async fn burst(
-        throttle: &Throttle,
+        throttle: &LocalThrottle,
         tenant: &'static str,
         class: OpClass,
         n: usize,
@@ -989,7 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn shape_spreads_a_burst_of_50_over_about_4_seconds() {
-        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 10));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Shape, 10, 10));
         let results = burst(&throttle, "t", OpClass::Write, 50).await;
         assert!(
             results
@@ -1025,7 +629,7 @@ mod tests {
 
     #[tokio::test]
     async fn reject_refuses_40_of_50_at_once_with_retry_after() {
-        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Reject, 10, 10));
         let start = Instant::now();
         let results = burst(&throttle, "t", OpClass::Read, 50).await;
         assert!(
@@ -1053,7 +657,7 @@ mod tests {
 
     #[tokio::test]
     async fn observe_delays_nothing_and_reports_what_shape_would_do() {
-        let throttle = Throttle::new(config(ThrottleMode::Observe, 20, 10));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Observe, 20, 10));
         let start = Instant::now();
         let mut answers = Vec::new();
         for _ in 0..50 {
@@ -1097,7 +701,7 @@ mod tests {
 
     #[tokio::test]
     async fn observe_reports_would_refuse_beyond_max_wait() {
-        let throttle = Throttle::new(ThrottleConfig {
+        let throttle = LocalThrottle::new(ThrottleConfig {
             max_wait: Duration::from_millis(200),
             ..config(ThrottleMode::Observe, 10, 1)
         });
@@ -1119,7 +723,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_tenants_do_not_share_a_bucket() {
-        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Reject, 10, 10));
         for tenant in ["a", "b", ""] {
             for _ in 0..10 {
                 assert!(!throttle.admit(tenant, OpClass::Read).await.is_refused());
@@ -1131,7 +735,7 @@ mod tests {
         }
 
         // Shape: a long queue on one tenant does not delay another.
-        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 1));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Shape, 10, 1));
         let queued = {
             let throttle = throttle.clone();
             tokio::spawn(async move { burst(&throttle, "busy", OpClass::Read, 10).await })
@@ -1153,7 +757,7 @@ mod tests {
     #[tokio::test]
     async fn back_off_is_honoured() {
         // Shape: the tenant's next request waits out the upstream's Retry-After.
-        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 10));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Shape, 10, 10));
         throttle.back_off("t", Duration::from_millis(400));
         let admission = throttle.admit("t", OpClass::Read).await;
         let waited = admission.waited();
@@ -1185,7 +789,7 @@ mod tests {
         assert!(throttle.admit("t", OpClass::Read).await.is_refused());
 
         // Reject: refused until then, with the back-off's remainder as Retry-After.
-        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Reject, 10, 10));
         throttle.back_off("t", Duration::from_secs(2));
         match throttle.admit("t", OpClass::Read).await {
             Admission::Refused {
@@ -1206,7 +810,7 @@ mod tests {
     #[tokio::test]
     async fn an_upstream_429_backs_off_for_its_retry_after() {
         use http::header::{HeaderValue, RETRY_AFTER};
-        let throttle = Throttle::new(config(ThrottleMode::Reject, 10, 10));
+        let throttle = super::Throttle::new(config(ThrottleMode::Reject, 10, 10));
         let mut headers = http::HeaderMap::new();
         assert_eq!(throttle.upstream_throttled("t", &headers), None);
         assert!(!throttle.admit("t", OpClass::Read).await.is_refused());
@@ -1233,7 +837,7 @@ mod tests {
 
     #[tokio::test]
     async fn back_off_reaches_requests_already_waiting() {
-        let throttle = Throttle::new(config(ThrottleMode::Shape, 10, 1));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Shape, 10, 1));
         assert!(!throttle.admit("t", OpClass::Read).await.is_refused());
         let waiting = {
             let throttle = throttle.clone();
@@ -1253,7 +857,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_and_leaving_it_frees_places() {
-        let throttle = Throttle::new(ThrottleConfig {
+        let throttle = LocalThrottle::new(ThrottleConfig {
             max_queue: 3,
             ..config(ThrottleMode::Shape, 1, 1)
         });
@@ -1304,7 +908,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_turn_beyond_max_wait_is_refused_at_once() {
-        let throttle = Throttle::new(ThrottleConfig {
+        let throttle = LocalThrottle::new(ThrottleConfig {
             max_wait: Duration::from_millis(250),
             ..config(ThrottleMode::Shape, 10, 1)
         });
@@ -1327,7 +931,7 @@ mod tests {
 
     #[tokio::test]
     async fn rate_zero_turns_throttling_off() {
-        let throttle = Throttle::new(config(ThrottleMode::Reject, 0, 0));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Reject, 0, 0));
         throttle.back_off("t", Duration::from_secs(60));
         for _ in 0..1_000 {
             assert_eq!(
@@ -1342,7 +946,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_take_from_their_own_bucket_and_the_tenants() {
-        let throttle = Throttle::new(ThrottleConfig {
+        let throttle = LocalThrottle::new(ThrottleConfig {
             write_rate: Some(2),
             write_burst: Some(2),
             ..config(ThrottleMode::Reject, 10, 10)
@@ -1361,7 +965,7 @@ mod tests {
         assert_eq!(reads, 8);
 
         // Shape: writes are spaced by the write rate (2 per second = 500 ms apart).
-        let throttle = Throttle::new(ThrottleConfig {
+        let throttle = LocalThrottle::new(ThrottleConfig {
             write_rate: Some(10),
             write_burst: Some(1),
             ..config(ThrottleMode::Shape, 100, 10)
@@ -1378,7 +982,7 @@ mod tests {
     /// short) refuses none of 200 requests sent at once from two threads.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_admitted_stream_never_trips_an_upstream_at_twice_the_rate() {
-        let throttle = Throttle::new(config(ThrottleMode::Shape, 100, 10));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Shape, 100, 10));
         let upstream = Arc::new(RateLimiter::direct_with_clock(
             Quota::per_second(NonZeroU32::new(200).unwrap())
                 .allow_burst(NonZeroU32::new(10).unwrap()),
@@ -1414,7 +1018,7 @@ mod tests {
     #[tokio::test]
     async fn tenants_beyond_the_bound_share_one_bucket_until_idle_ones_go() {
         // 1 per second: a tenant stays "recent" for its 1 s refill.
-        let throttle = Throttle::new(config(ThrottleMode::Reject, 1, 1));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Reject, 1, 1));
         let names: Vec<String> = (0..MAX_TENANTS).map(|i| format!("t{i}")).collect();
         for name in &names {
             assert!(!throttle.admit(name, OpClass::Read).await.is_refused());
@@ -1428,7 +1032,7 @@ mod tests {
         assert!(throttle.admit(&long, OpClass::Read).await.is_refused());
 
         // 1,000 per second: idle after 1 ms, so the full map makes room.
-        let throttle = Throttle::new(config(ThrottleMode::Reject, 1_000, 1));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Reject, 1_000, 1));
         for name in &names {
             assert!(!throttle.admit(name, OpClass::Read).await.is_refused());
         }
@@ -1443,7 +1047,7 @@ mod tests {
     /// the one to read.
     #[tokio::test]
     async fn an_admission_under_the_rate_costs_little() {
-        let throttle = Throttle::new(config(ThrottleMode::Shape, MAX_RATE, u32::MAX));
+        let throttle = LocalThrottle::new(config(ThrottleMode::Shape, MAX_RATE, u32::MAX));
         let rounds: u32 = 20_000;
         let start = Instant::now();
         for i in 0..rounds {
@@ -1458,68 +1062,6 @@ mod tests {
         let per_admit = start.elapsed() / rounds;
         eprintln!("throttle admit under the rate: {per_admit:?}");
         assert!(per_admit < Duration::from_micros(50), "{per_admit:?}");
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds_at_least_one() {
-        let cases = [
-            (Duration::ZERO, 1),
-            (Duration::from_nanos(1), 1),
-            (Duration::from_millis(100), 1),
-            (Duration::from_secs(1), 1),
-            (Duration::from_millis(1_001), 2),
-            (Duration::from_millis(2_500), 3),
-            (Duration::from_secs(30), 30),
-            (Duration::MAX, u64::MAX),
-        ];
-        for (wait, header) in cases {
-            assert_eq!(retry_after_header(wait), header, "{wait:?}");
-        }
-    }
-
-    #[test]
-    fn parses_retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let at = |secs| httpdate::fmt_http_date(now + Duration::from_secs(secs));
-        assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
-        assert_eq!(
-            parse_retry_after(" 12 ", now),
-            Some(Duration::from_secs(12))
-        );
-        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after(&at(90), now),
-            Some(Duration::from_secs(90))
-        );
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("99999999999999999999999", now),
-            Some(Duration::from_secs(u64::MAX))
-        );
-        for bad in ["", "-1", "1.5", "soon", "5 s", "Mon, 99 Foo 2024"] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_429_body_has_aws_wording_and_says_when_to_retry() {
-        let error = throttled_error(Duration::from_millis(1_200), Refusal::WaitTooLong);
-        assert_eq!(error.status, "429");
-        assert!(error
-            .detail
-            .starts_with("ThrottlingException: Too many requests exceeded the limits."));
-        assert!(error.detail.contains("not from AWS"), "{}", error.detail);
-        assert!(error.detail.contains("--max-wait"), "{}", error.detail);
-        assert!(error.detail.contains("after 2 seconds"), "{}", error.detail);
-        let json: serde_json::Value = serde_json::from_slice(&error.to_json()).unwrap();
-        assert_eq!(json["status"], "429");
-        let one = throttled_error(Duration::from_millis(10), Refusal::OverRate);
-        assert!(
-            one.detail.contains("after 1 second (Retry-After)"),
-            "{}",
-            one.detail
-        );
     }
 
     #[test]
@@ -1567,7 +1109,7 @@ mod tests {
             assert!(message.contains("Fix:"), "{message}");
             assert!(message.contains("--"), "names the flag: {message}");
             // Clamped instead, never a panic.
-            let throttle = Throttle::new(config);
+            let throttle = LocalThrottle::new(config);
             assert!(throttle.config().burst >= 1);
             assert!(throttle.config().max_wait <= MAX_MAX_WAIT);
         }
@@ -1601,7 +1143,7 @@ mod tests {
                 ThrottleMode::Reject,
                 ThrottleMode::Observe,
             ] {
-                let throttle = Throttle::new(ThrottleConfig { mode, ..config });
+                let throttle = LocalThrottle::new(ThrottleConfig { mode, ..config });
                 for _ in 0..3 {
                     let _ = throttle.admit("", OpClass::Write).await;
                     let _ = throttle.admit("t", OpClass::Read).await;
@@ -1616,56 +1158,5 @@ mod tests {
                 assert_eq!(throttle.queue_depth(), held, "{mode}");
             }
         }
-    }
-
-    #[test]
-    fn operation_classes() {
-        use http::Method;
-        let reads = [
-            Operation::GetUser,
-            Operation::ListUsers,
-            Operation::GetGroup,
-            Operation::ListGroups,
-            Operation::GetSchema,
-            Operation::ListSchemas,
-            Operation::ListResourceTypes,
-            Operation::ServiceProviderConfig,
-            Operation::Search,
-            Operation::GetResourceType,
-        ];
-        for op in Operation::ALL {
-            let class = OpClass::of(op, &Method::POST);
-            let expected = if reads.contains(&op) {
-                OpClass::Read
-            } else {
-                OpClass::Write
-            };
-            assert_eq!(class, expected, "{op}");
-        }
-        assert_eq!(OpClass::of(Operation::Me, &Method::GET), OpClass::Read);
-        assert_eq!(
-            OpClass::of(Operation::Unknown, &Method::HEAD),
-            OpClass::Read
-        );
-        assert_eq!(
-            OpClass::of(Operation::Unknown, &Method::DELETE),
-            OpClass::Write
-        );
-    }
-
-    #[test]
-    fn modes_parse_as_the_cli_and_config_spell_them() {
-        use clap::ValueEnum;
-        for mode in [
-            ThrottleMode::Shape,
-            ThrottleMode::Reject,
-            ThrottleMode::Observe,
-        ] {
-            assert_eq!(ThrottleMode::from_str(mode.as_str(), false), Ok(mode));
-            let parsed: ThrottleMode =
-                serde_json::from_value(serde_json::json!(mode.as_str())).unwrap();
-            assert_eq!(parsed, mode);
-        }
-        assert_eq!(ThrottleMode::default(), ThrottleMode::Shape);
     }
 }

@@ -11,14 +11,17 @@
 //! | 5 | decide    | [`verdict::decide`]: findings × mode → forward, rewrite or reject     |
 //! | 6 | rewrite / reject | the fixed body (and its batches), or an AWS-shaped error now  |
 //! | 6′ | repair   | [`crate::repair`]: a group change AWS refuses, as adds and removes    |
+//! | 6b | guard    | [`crate::guard::Guard::check`]: mass deletions held (503) until released |
 //! | 7 | throttle  | [`Pipeline::throttle`]: after checking, so rejections spend no quota  |
 //! | 8 | forward   | [`Pipeline::forward`]: to the configured upstream only (502/504)      |
 //! | 9 | record    | [`Pipeline::record`]: with `--record`, the exchange, redacted         |
 //! | 10 | explain  | [`crate::explain::log`]: on every path, the request's log line        |
 //!
 //! Whatever ends a request, [`Outcome`] names it once: the verdict's word, or
-//! `throttled` / `error` from a later phase; the header, capture, log and metrics
+//! `held` / `throttled` / `error` from a later phase; the header, capture, log and metrics
 //! all read it from the [`Exchange`].
+
+mod follow_up;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +82,8 @@ pub struct Pipeline {
     heavy: Arc<Semaphore>,
     /// `None` when `--rate 0` turned local throttling off.
     throttle: Option<Throttle>,
+    /// The blast-radius guard; `None` with `--guard-deletes 0`.
+    guard: Option<crate::guard::Guard>,
     metrics: Metrics,
     readiness: Readiness,
     /// `--record`: every exchange, redacted, one JSON line each.
@@ -129,16 +134,34 @@ impl Pipeline {
         recorder: Option<Recorder>,
         explain_log: Option<crate::explain::ExplainLog>,
     ) -> Arc<Self> {
-        let throttle = config
-            .throttle
-            .enabled()
-            .then(|| Throttle::new(config.throttle));
+        // A store that cannot even be set up (a URL the config accepted) leaves this
+        // replica on its own budget rather than unthrottled; the error says why.
+        let throttle = config.throttle.enabled().then(|| {
+            Throttle::with_store(
+                config.throttle,
+                config.throttle_store.as_ref(),
+                Some(metrics.clone()),
+            )
+            .unwrap_or_else(|error| {
+                tracing::error!("{error}; each replica throttles on its own");
+                Throttle::new(config.throttle)
+            })
+        });
         if let Some(throttle) = &throttle {
             let queue = throttle.clone();
             metrics.queue_depth_from(move || queue.queue_depth());
         }
         readiness.rules_loaded(!config.rules.rules().is_empty());
+        let guard = (config.guard.limit > 0).then(|| {
+            crate::guard::Guard::new(
+                &config.guard,
+                config.mode == Mode::Observe,
+                config.throttle_store.as_ref(),
+                Some(metrics.clone()),
+            )
+        });
         Arc::new(Pipeline {
+            guard,
             upstream,
             limits: config.limits,
             forwarded_headers: config.forwarded_headers,
@@ -165,6 +188,11 @@ impl Pipeline {
     /// Whether the exchange keeps what it received and sent, for the capture or the view.
     fn keeps_requests(&self) -> bool {
         self.recorder.is_some() || self.view.is_some()
+    }
+
+    /// The blast-radius guard, for the admin listener.
+    pub fn guard(&self) -> Option<&crate::guard::Guard> {
+        self.guard.as_ref()
     }
 
     /// The rules in effect.
@@ -477,7 +505,7 @@ impl Pipeline {
         outbound.tenant = exchange.tenant.clone().unwrap_or_default();
         outbound.class = OpClass::of(classified.operation, &outbound.method);
 
-        // 6. rewrite / reject; a group change AWS refuses is repaired instead
+        // 6. rewrite / reject. Changes to one group wait while a repair of it runs.
         let _group = (self.repairer)
             .serialise(
                 &outbound.tenant,
@@ -485,19 +513,35 @@ impl Pipeline {
                 classified.id.as_deref(),
             )
             .await;
-        let rejected = matches!(judgement.verdict, Verdict::Reject(_));
-        if !rejected && (self.repairer).wanted(self.mode, classified.operation, &exchange.findings)
-        {
-            return Ok(Box::pin(self.repair(&outbound, &classified, &body, exchange)).await);
-        }
+        // The request as received, for the guard (counted before batches are split) and
+        // the repair.
+        let original = body;
         let (body, changed, batches) = match judgement.verdict {
             Verdict::Reject(mut error) => {
                 exchange.secrets.scrub_string(&mut error.detail);
                 return Ok(scim_response(&error));
             }
-            Verdict::Forward => (body, false, Vec::new()),
+            Verdict::Forward => (original.clone(), false, Vec::new()),
             Verdict::Rewrite { body, batches } => (Bytes::from(body), true, batches),
         };
+
+        // 6b. the blast-radius guard, after the verdict (a rejected request changes
+        // nothing) and before the throttle (a held request spends no quota)
+        if let Some(guard) = &self.guard {
+            let path = outbound.path_and_query.path();
+            if let Some(held) = guard
+                .check(&outbound.tenant, classified.operation, path, &original)
+                .await
+            {
+                return Ok(held_response(&held, exchange));
+            }
+        }
+
+        // 6′. a group change AWS refuses is repaired instead: the group's members are
+        // read and the adds and removes sent, each request throttled as any other
+        if (self.repairer).wanted(self.mode, classified.operation, &exchange.findings) {
+            return Ok(Box::pin(self.repair(&outbound, &classified, &original, exchange)).await);
+        }
 
         // 7. throttle, after checking, so rejected requests spend no quota
         self.throttle(&outbound.tenant, outbound.class, exchange)
@@ -522,34 +566,6 @@ impl Pipeline {
         }
         self.forward_batches(&outbound, &classified.prefix, first, batches, exchange)
             .await
-    }
-
-    /// Phase 6 for a change AWS refuses: [`crate::repair`] reads the group's members and
-    /// sends the adds and removes AWS takes, each request throttled ([`Self::throttle`])
-    /// and forwarded ([`Self::forward`]) as any other.
-    async fn repair(
-        &self,
-        outbound: &Outbound,
-        classified: &crate::scim::Classified,
-        body: &Bytes,
-        exchange: &mut Exchange,
-    ) -> Response<Body> {
-        exchange.verdict = Outcome::Rewritten;
-        let job = crate::repair::Job {
-            operation: classified.operation,
-            prefix: &classified.prefix,
-            group_id: classified.id.as_deref().unwrap_or_default(),
-            body,
-        };
-        let mut findings = std::mem::take(&mut exchange.findings);
-        let mut io = RepairSend {
-            pipeline: self,
-            outbound,
-            exchange,
-        };
-        let response = self.repairer.run(&mut io, job, &mut findings).await;
-        exchange.findings = findings;
-        response
     }
 
     /// Phases 3 to 5: [`verdict::judge`]. A heavy body is judged on a blocking thread,
@@ -718,160 +734,6 @@ impl Pipeline {
         };
         Ok(Response::from_parts(parts, body))
     }
-
-    /// Sends the follow-up PATCHes of a split request one after another, after the first
-    /// request succeeded. On a failure, the answer is the upstream's error with a
-    /// `detail` saying exactly which requests (and members) were applied and which not.
-    async fn forward_batches(
-        &self,
-        outbound: &Outbound,
-        prefix: &str,
-        first: Response<Body>,
-        batches: Vec<Batch>,
-        exchange: &mut Exchange,
-    ) -> Result<Response<Body>, Error> {
-        if !first.status().is_success() {
-            return Ok(first);
-        }
-        let total = batches.len() + 1;
-        let (first, first_body) = buffered(first, MAX_RESPONSE_BYTES).await?;
-        let path = match batches[0].target {
-            BatchTarget::SameResource => outbound.path_and_query.path().to_owned(),
-            BatchTarget::CreatedGroup => {
-                let id = serde_json::from_slice::<Value>(&first_body)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
-                match id {
-                    Some(id) => format!("{prefix}/Groups/{}", percent_encode_segment(&id)),
-                    None => {
-                        let detail = format!(
-                            "scimguard created the group with its first 100 members, but the upstream's answer has no group id, so the remaining {} batch(es) of members were not added: {}",
-                            batches.len(),
-                            pending_members(&batches, 0)
-                        );
-                        return Ok(scim_response(&ScimError::new(502, detail)));
-                    }
-                }
-            }
-        };
-        let path = PathAndQuery::try_from(path).map_err(|e| {
-            ErrorKind::Internal(format!(
-                "cannot build the upstream path of the batches: {e}"
-            ))
-        })?;
-        let created = batches[0].target == BatchTarget::CreatedGroup;
-        let first = Response::from_parts(first, full(first_body));
-        let mut last: Option<Response<Body>> = None;
-        for (i, batch) in batches.iter().enumerate() {
-            let body = Bytes::from(serde_json::to_vec(&batch.body).unwrap_or_default());
-            let applied = i + 1;
-            let report = |problem: String| {
-                let done = if applied == 1 {
-                    "Request 1 was applied".to_owned()
-                } else {
-                    format!("Requests 1 to {applied} were applied")
-                };
-                let problem = problem.trim_end_matches('.');
-                format!(
-                    "scimguard split this change into {total} requests to stay within AWS's limit of 100 members per request. {done}; request {} failed: {problem}. Not applied: {}",
-                    applied + 1,
-                    pending_members(&batches, i)
-                )
-            };
-            let request = UpstreamRequest {
-                method: Method::PATCH,
-                target: &path,
-                headers: outbound.headers.clone(),
-                body,
-                changed: true,
-            };
-            let sent = match self
-                .throttle(&outbound.tenant, OpClass::Write, exchange)
-                .await
-            {
-                Ok(()) => self.forward(request, &outbound.tenant, exchange).await,
-                Err(refused) => Err(refused),
-            };
-            match sent {
-                Ok(response) if response.status().is_success() => last = Some(response),
-                Ok(response) => {
-                    let status = response.status();
-                    // An error answer: read whole already, by `forward`.
-                    let (parts, body) = buffered(response, MAX_ERROR_BYTES).await?;
-                    let upstream_detail = serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
-                        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-                    let detail =
-                        report(format!("the upstream answered {status}: {upstream_detail}"));
-                    let mut error = scim_response(&ScimError::new(status.as_u16(), detail));
-                    for name in ["x-amzn-requestid", "retry-after"] {
-                        if let Some(v) = parts.headers.get(name) {
-                            error
-                                .headers_mut()
-                                .insert(HeaderName::from_static(name), v.clone());
-                        }
-                    }
-                    return Ok(error);
-                }
-                Err(e) => {
-                    // The same answer as that error alone (status, Retry-After and
-                    // ThrottlingException wording for a local 429), with the report of
-                    // what was applied in front of its detail.
-                    let own = match &e.kind {
-                        ErrorKind::Throttled {
-                            retry_after,
-                            reason,
-                        } => throttled_error(*retry_after, *reason).detail,
-                        _ => e.detail(),
-                    };
-                    exchange.failed(&e);
-                    let detail = format!("{} ({own})", report(e.to_string()));
-                    let mut response = scim_response(&ScimError::new(e.status(), detail));
-                    if let Some(retry) = error_response(&e).headers().get(RETRY_AFTER) {
-                        response.headers_mut().insert(RETRY_AFTER, retry.clone());
-                    }
-                    return Ok(response);
-                }
-            }
-        }
-        // CreateGroup answers with the created group (201); PatchGroup with the last
-        // batch's answer (204), as AWS would for one request.
-        Ok(match last {
-            Some(last) if !created => last,
-            _ => first,
-        })
-    }
-}
-
-/// A repair's way to the upstream: [`Pipeline::send`] with the request's headers.
-struct RepairSend<'a> {
-    pipeline: &'a Pipeline,
-    outbound: &'a Outbound,
-    exchange: &'a mut Exchange,
-}
-
-impl crate::repair::RepairIo for RepairSend<'_> {
-    async fn send(
-        &mut self,
-        method: Method,
-        target: String,
-        body: Option<Vec<u8>>,
-        class: OpClass,
-    ) -> Result<Response<Body>, Error> {
-        let target = PathAndQuery::try_from(target)
-            .map_err(|e| ErrorKind::Internal(format!("cannot build a repair request: {e}")))?;
-        let tenant = self.outbound.tenant.as_str();
-        self.pipeline.throttle(tenant, class, self.exchange).await?;
-        let request = UpstreamRequest {
-            method,
-            target: &target,
-            headers: self.outbound.headers.clone(),
-            body: Bytes::from(body.unwrap_or_default()),
-            changed: true,
-        };
-        self.pipeline.forward(request, tenant, self.exchange).await
-    }
 }
 
 /// Bodies over 64 KiB are judged off the async workers. A 100-member PatchGroup (AWS's
@@ -887,22 +749,6 @@ fn heavy_permits() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get().saturating_sub(1))
         .max(1)
-}
-
-/// The member ids of batches `from..`, for a failure report.
-fn pending_members(batches: &[Batch], from: usize) -> String {
-    batches[from..]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            format!(
-                "request {} (members {})",
-                from + i + 2,
-                b.member_ids.join(", ")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Splits a response into its parts and body bytes, at most `limit` of them.
@@ -1021,6 +867,20 @@ pub fn error_response(error: &Error) -> Response<Body> {
         return response;
     }
     scim_response(&ScimError::new(error.status(), error.detail()))
+}
+
+/// The answer to a request the blast-radius guard held: 503 in AWS's error shape,
+/// `Retry-After`, recorded with the guard's text as the exchange's error.
+fn held_response(held: &crate::guard::Held, exchange: &mut Exchange) -> Response<Body> {
+    let error = held.error();
+    exchange.verdict = Outcome::Held;
+    exchange.error = Some(error.detail.clone());
+    let mut response = scim_response(&error);
+    response.headers_mut().insert(
+        RETRY_AFTER,
+        HeaderValue::from(crate::guard::HELD_RETRY_AFTER.as_secs()),
+    );
+    response
 }
 
 /// A SCIM error as a response, with the status it names.

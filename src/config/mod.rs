@@ -3,19 +3,20 @@
 //! precedence. Every bad setting stops start-up with a [`ConfigError`] that names the
 //! setting, what was wrong and how to fix it.
 
-use std::collections::BTreeMap;
+mod file;
+pub use file::{EmulatorSection, FileConfig, RulesSection, ThrottleSection};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
-use serde::Deserialize;
 
 use crate::cli::RunArgs;
 use crate::emulator::{random_token, EmulatorConfig, DEMO_TENANT};
 use crate::rules::{Action, Mode, RuleSet};
-use crate::throttle::{ThrottleConfig, ThrottleMode};
+use crate::throttle::ThrottleConfig;
 
 /// Where the proxy listens when nothing says otherwise: loopback only, so a first trial
 /// never exposes the proxy to the network.
@@ -101,6 +102,10 @@ pub struct Config {
     pub emulator: EmulatorConfig,
     /// Local throttling toward the upstream.
     pub throttle: ThrottleConfig,
+    /// The blast-radius guard.
+    pub guard: crate::guard::GuardConfig,
+    /// `--throttle-store`: budgets shared with other replicas in Redis.
+    pub throttle_store: Option<crate::throttle::StoreConfig>,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub admin: Option<SocketAddr>,
     /// `--admin-token`: the bearer token the admin listener requires, if any.
@@ -237,114 +242,6 @@ impl UpstreamUrl {
 impl std::fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
-    }
-}
-
-/// The `--config` file. Unknown keys are an error: a typo must not be silently ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub upstream: Option<String>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub upstream_ca: Option<PathBuf>,
-    pub forwarded_headers: Option<bool>,
-    pub max_body_bytes: Option<usize>,
-    pub header_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub body_timeout: Option<String>,
-    pub max_connections: Option<usize>,
-    pub max_connections_per_ip: Option<usize>,
-    pub record_body_max_bytes: Option<usize>,
-    pub connect_timeout: Option<String>,
-    pub upstream_timeout: Option<String>,
-    pub shutdown_timeout: Option<String>,
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub rules: RulesSection,
-    /// `[emulator]`: the embedded emulator, when there is no upstream.
-    #[serde(default)]
-    pub emulator: EmulatorSection,
-    /// `[throttle]`: local throttling toward the upstream.
-    #[serde(default)]
-    pub throttle: ThrottleSection,
-    pub admin: Option<String>,
-    pub admin_token: Option<String>,
-    pub view_history: Option<usize>,
-    pub record: Option<PathBuf>,
-    pub redact_pii: Option<bool>,
-    pub record_max_bytes: Option<u64>,
-    pub explain_log: Option<PathBuf>,
-    pub repair_max_members: Option<usize>,
-    pub repair_timeout: Option<String>,
-    pub acme_domain: Option<Vec<String>>,
-    pub acme_contact: Option<Vec<String>>,
-    pub acme_cache: Option<PathBuf>,
-    pub acme_directory: Option<String>,
-    pub acme_ca: Option<PathBuf>,
-    pub client_token_file: Option<PathBuf>,
-    pub upstream_token_file: Option<PathBuf>,
-    pub trusted_proxies: Option<Vec<String>>,
-    pub replica_name: Option<String>,
-    pub log_format: Option<crate::logging::LogFormat>,
-}
-
-/// `[throttle]` in the config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThrottleSection {
-    pub rate: Option<u32>,
-    pub burst: Option<u32>,
-    pub write_rate: Option<u32>,
-    pub write_burst: Option<u32>,
-    pub mode: Option<ThrottleMode>,
-    pub max_wait: Option<String>,
-    pub max_queue: Option<usize>,
-}
-
-/// `[emulator]` in the config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmulatorSection {
-    pub tenant: Option<String>,
-    pub token: Option<String>,
-    pub state: Option<PathBuf>,
-    pub rate: Option<u32>,
-}
-
-/// `[rules]` in the config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesSection {
-    /// A rules file replacing the embedded one.
-    pub file: Option<PathBuf>,
-    /// `[rules.actions]`: rule id → reject | rewrite | warn | off.
-    #[serde(default)]
-    pub actions: BTreeMap<String, String>,
-}
-
-impl FileConfig {
-    /// Reads and parses a config file; errors name the file, and TOML's own message
-    /// carries the line and column.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!(
-                "cannot read config file {}: {e}. Fix: check the path given to --config / SCIMGUARD_CONFIG",
-                path.display()
-            ))
-        })?;
-        Self::from_toml_str(&text, &path.display().to_string())
-    }
-
-    /// Parses a config file's text; `origin` names it in the error. Split from
-    /// [`FileConfig::load`] so the fuzz target and tests reach the parser without a file.
-    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            ConfigError(format!(
-                "config file {origin} is not valid: {e}Fix: use the keys listed in README.md (the flag names with `_`)"
-            ))
-        })
     }
 }
 
@@ -564,7 +461,8 @@ impl Config {
             emulator.token = isolation.upstream_token();
         }
 
-        let section = file.throttle;
+        let mut section = file.throttle;
+        let throttle_store = store_config(args, &mut section)?;
         let throttle = ThrottleConfig {
             rate: args
                 .rate
@@ -591,6 +489,20 @@ impl Config {
         throttle
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        let guard = crate::guard::GuardConfig {
+            limit: args
+                .guard_deletes
+                .or(file.guard_deletes)
+                .unwrap_or(crate::guard::DEFAULT_LIMIT),
+            window: duration(
+                "guard_window",
+                args.guard_window,
+                file.guard_window,
+                crate::guard::DEFAULT_WINDOW,
+            )?,
+            state_file: args.guard_state.clone().or(file.guard_state),
+        };
+        guard.validate().map_err(ConfigError)?;
         let admin = match (args.admin, file.admin) {
             (Some(addr), _) => Some(addr),
             (None, Some(raw)) => Some(raw.parse().map_err(|e| {
@@ -688,6 +600,8 @@ impl Config {
             explain_log: args.explain_log.clone().or(file.explain_log),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             throttle,
+            throttle_store,
+            guard,
             admin,
             admin_token,
             view_history,
@@ -743,6 +657,42 @@ fn load_rules(args: &RunArgs, section: RulesSection) -> Result<RuleSet, ConfigEr
         })?;
     }
     Ok(rules)
+}
+
+/// `--throttle-store` with its password, failure mode and replica count; the messages
+/// never show the password.
+fn store_config(
+    args: &RunArgs,
+    section: &mut ThrottleSection,
+) -> Result<Option<crate::throttle::StoreConfig>, ConfigError> {
+    let replicas = args.replicas.or(section.replicas).unwrap_or(1);
+    let Some(url) = args.throttle_store.clone().or(section.store.take()) else {
+        if replicas != 1 {
+            return Err(ConfigError::setting(
+                "replicas",
+                "--replicas only splits the budget of a shared --throttle-store",
+                "add --throttle-store redis://HOST:PORT, or drop --replicas",
+            ));
+        }
+        return Ok(None);
+    };
+    let password = args
+        .throttle_store_password
+        .clone()
+        .or(section.store_password.take());
+    let failure = args
+        .throttle_store_failure
+        .or(section.store_failure)
+        .unwrap_or_default();
+    crate::throttle::StoreConfig::new(&url, password.as_deref(), failure, replicas)
+        .map(Some)
+        .map_err(|problem| {
+            ConfigError::setting(
+                "throttle_store",
+                problem,
+                "e.g. --throttle-store redis://127.0.0.1:6379/0, the password in SCIMGUARD_THROTTLE_STORE_PASSWORD",
+            )
+        })
 }
 
 /// `--acme-domain` (repeatable), `--acme-contact`, `--acme-cache`, `--acme-directory`,
@@ -1065,6 +1015,51 @@ mod tests {
                 && err.contains("Fix:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_store_and_the_guard_come_from_the_file_too() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            guard_deletes = 7
+            guard_window = "2m"
+            [throttle]
+            store = "redis://:hunter2@cache:6379/1"
+            store_failure = "deny"
+            replicas = 3
+            "#,
+        )
+        .unwrap();
+        let cfg = Config::merge(&RunArgs::default(), file).unwrap();
+        let store = cfg.throttle_store.unwrap();
+        assert_eq!(store.redacted(), "redis://***@cache:6379/1");
+        assert_eq!(store.failure, crate::throttle::StoreFailure::Deny);
+        assert_eq!(store.replicas, 3);
+        assert_eq!(cfg.guard.limit, 7);
+        assert_eq!(cfg.guard.window, Duration::from_secs(120));
+
+        let lonely = FileConfig {
+            throttle: ThrottleSection {
+                replicas: Some(2),
+                ..ThrottleSection::default()
+            },
+            ..FileConfig::default()
+        };
+        let err = Config::merge(&RunArgs::default(), lonely)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--throttle-store") && err.contains("Fix:"),
+            "{err}"
+        );
+        let bad = RunArgs {
+            throttle_store: Some("http://:hunter2@cache".into()),
+            ..RunArgs::default()
+        };
+        let err = Config::merge(&bad, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2") && err.contains("Fix:"), "{err}");
     }
 
     #[test]
