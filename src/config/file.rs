@@ -111,10 +111,15 @@ impl FileConfig {
                 path.display()
             ))
         })?;
-        toml::from_str(&text).map_err(|e| {
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses a config file's text; `origin` names it in the error. Split from
+    /// [`FileConfig::load`] so the fuzz target and tests reach the parser without a file.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
             ConfigError(format!(
-                "config file {} is not valid: {e}Fix: use the keys listed in README.md (the flag names with `_`)",
-                path.display()
+                "config file {origin} is not valid: {e}Fix: use the keys listed in README.md (the flag names with `_`)"
             ))
         })
     }

@@ -255,6 +255,12 @@ impl Config {
         Self::merge(args, file)
     }
 
+    /// Validates a config file alone, as `scimguard run --config FILE` with no other
+    /// flag or environment would: the fuzz target's entry to the checks of [`Self::merge`].
+    pub fn from_file_config(file: FileConfig) -> Result<Self, ConfigError> {
+        Self::merge(&RunArgs::default(), file)
+    }
+
     fn merge(args: &RunArgs, file: FileConfig) -> Result<Self, ConfigError> {
         let has_tls_files = args.tls_cert.is_some() || file.tls_cert.is_some();
         let acme = acme_settings(args, &file, has_tls_files)?;

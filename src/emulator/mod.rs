@@ -65,6 +65,22 @@ pub const MAX_BODY_BYTES: usize = 1_048_576;
 /// AWS's request id header, on every response.
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-amzn-requestid");
 
+/// A state file's bytes loaded and checked as `--state` would load them, then written
+/// back in the emulator's own layout. Public so the fuzz target and tests reach the
+/// state parser without a file; `path` only names the file in errors.
+pub fn reload_state(bytes: &[u8], path: &Path) -> Result<Vec<u8>, EmulatorError> {
+    Store::from_bytes(bytes, path).map(|store| store.to_file_bytes())
+}
+
+/// A CreateUser/PutUser body as the emulator would store the user (its JSON), or the
+/// status and `detail` it answers instead. Public for the fuzz target and tests.
+pub fn user_from_body(body: &[u8]) -> Result<serde_json::Value, (u16, String)> {
+    users::json_object(body)
+        .and_then(|object| users::UserData::from_body(&object))
+        .map(|user| serde_json::to_value(user).unwrap_or_default())
+        .map_err(|e| (e.status.as_u16(), e.detail.into_owned()))
+}
+
 /// What the emulator is started with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmulatorConfig {

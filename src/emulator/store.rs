@@ -116,11 +116,16 @@ impl Store {
                 })
             }
         };
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses and checks a state file's bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Store, EmulatorError> {
         let corrupt = |problem: String| EmulatorError::StateCorrupt {
             path: path.to_owned(),
             problem,
         };
-        let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let file: StateFile = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         if file.format != FORMAT {
             return Err(corrupt(format!(
                 "`format` is \"{}\", not \"{FORMAT}\"",

@@ -228,7 +228,9 @@ pub(crate) fn walk_strings<'v>(
 
 /// Whether a key is a schema URN (an extension block's key).
 pub(crate) fn is_urn(key: &str) -> bool {
-    key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:")
+    // Bytes, not `&key[..4]`: a key is untrusted and its 4th byte may fall inside a
+    // character (found by the body_judging fuzz target).
+    key.len() > 4 && key.as_bytes()[..4].eq_ignore_ascii_case(b"urn:")
 }
 
 /// Visits every string an attribute holds, with its path: arrays at any level are
@@ -310,6 +312,15 @@ impl JsonType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_urn_takes_keys_with_a_character_across_byte_4() {
+        // The body_judging fuzz target's crash: "us\u{1F600}…" cut at byte 4 panicked.
+        assert!(!is_urn("us\u{1F600}erName"));
+        assert!(!is_urn("\u{e9}rn:x"));
+        assert!(is_urn("URN:ietf:params"));
+        assert!(!is_urn("urn:"));
+    }
 
     #[test]
     fn attr_refs_split_urn_name_and_sub() {

@@ -11,6 +11,7 @@ mod emulator;
 #[allow(dead_code)] // until the browser tests call it
 mod external;
 mod forwarding;
+mod fuzz_seeds;
 mod guard;
 mod limits;
 mod linear;

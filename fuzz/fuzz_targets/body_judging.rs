@@ -1,0 +1,10 @@
+//! See [`checks::body_judging`] for what is fed and asserted.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "checks.rs"]
+mod checks;
+
+fuzz_target!(|data: &[u8]| checks::body_judging(data));
