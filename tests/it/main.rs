@@ -8,7 +8,6 @@ mod connections;
 mod debugging;
 mod deployment;
 mod emulator;
-#[allow(dead_code)] // until the browser tests call it
 mod external;
 mod forwarding;
 mod fuzz_seeds;
