@@ -12,7 +12,7 @@
 //! | PII (`--redact-pii`) | [`PII_ATTRIBUTES`] and the `value`/`display` of [`PII_MULTI_VALUED`] become `sha256:<16 hex>` (HMAC keyed by a salt never written anywhere) |
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use http::HeaderMap;
@@ -308,7 +308,9 @@ pub struct Secrets {
     /// (original, replacement), originals of at least [`MIN_SUBSTITUTION_LEN`] chars,
     /// each also in its JSON-escaped form when that differs.
     replaced: Vec<(String, String)>,
-    matcher: Option<AhoCorasick>,
+    /// Built on the first text that needs scrubbing: most requests carry a secret (the
+    /// bearer token) but produce no free text to scrub, and building is the costly part.
+    matcher: OnceLock<Option<AhoCorasick>>,
 }
 
 impl Secrets {
@@ -338,13 +340,34 @@ impl Secrets {
 
     /// `text` with every known secret replaced.
     pub fn scrub<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        match &self.matcher {
+        if self.replaced.is_empty() || text.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let matcher = self.matcher.get_or_init(|| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(self.replaced.iter().map(|(o, _)| o.as_str()))
+                .ok()
+        });
+        match matcher {
             Some(matcher) if matcher.is_match(text) => {
                 let replacements: Vec<&str> =
                     self.replaced.iter().map(|(_, r)| r.as_str()).collect();
                 Cow::Owned(matcher.replace_all(text, &replacements))
             }
-            _ => Cow::Borrowed(text),
+            Some(_) => Cow::Borrowed(text),
+            // The automaton could not be built: replace each secret in turn.
+            None => {
+                let mut out = text.to_owned();
+                for (original, replacement) in &self.replaced {
+                    out = out.replace(original.as_str(), replacement);
+                }
+                if out == text {
+                    Cow::Borrowed(text)
+                } else {
+                    Cow::Owned(out)
+                }
+            }
         }
     }
 
@@ -361,7 +384,7 @@ impl Secrets {
 
     /// Scrubs every string of a JSON value; counts the strings changed.
     pub fn scrub_json(&self, value: &mut Value) -> usize {
-        if self.matcher.is_none() {
+        if self.replaced.is_empty() {
             return 0;
         }
         match value {
@@ -374,7 +397,7 @@ impl Secrets {
 
     /// Scrubs findings' messages and fixes.
     pub fn scrub_findings(&self, findings: &mut [crate::rules::Finding]) {
-        if self.matcher.is_none() {
+        if self.replaced.is_empty() {
             return;
         }
         for finding in findings {
@@ -389,7 +412,7 @@ impl Secrets {
     /// Scrubs every free text an exchange's outputs show: findings, hints, AWS's
     /// `detail`, the error.
     pub fn scrub_exchange(&self, exchange: &mut crate::exchange::Exchange) {
-        if self.matcher.is_none() {
+        if self.replaced.is_empty() {
             return;
         }
         self.scrub_findings(&mut exchange.findings);
@@ -535,21 +558,9 @@ impl<'k> Redactor<'k> {
 
     /// The values replaced so far, for the free-text pass.
     pub fn into_secrets(self) -> Secrets {
-        let matcher = (!self.replaced.is_empty())
-            .then(|| {
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(self.replaced.iter().map(|(o, _)| o.as_str()))
-                    .ok()
-            })
-            .flatten();
         Secrets {
-            replaced: if matcher.is_some() {
-                self.replaced
-            } else {
-                Vec::new()
-            },
-            matcher,
+            replaced: self.replaced,
+            matcher: OnceLock::new(),
         }
     }
 
