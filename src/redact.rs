@@ -12,9 +12,9 @@
 //! | PII (`--redact-pii`) | [`PII_ATTRIBUTES`] and the `value`/`display` of [`PII_MULTI_VALUED`] become `sha256:<16 hex>` (HMAC keyed by a salt never written anywhere) |
 
 use std::borrow::Cow;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::AhoCorasick;
 use http::HeaderMap;
 use ring::hmac;
 use serde_json::{Map, Value};
@@ -308,9 +308,6 @@ pub struct Secrets {
     /// (original, replacement), originals of at least [`MIN_SUBSTITUTION_LEN`] chars,
     /// each also in its JSON-escaped form when that differs.
     replaced: Vec<(String, String)>,
-    /// Built on the first text that needs scrubbing: most requests carry a secret (the
-    /// bearer token) but produce no free text to scrub, and building is the costly part.
-    matcher: OnceLock<Option<AhoCorasick>>,
 }
 
 impl Secrets {
@@ -340,35 +337,19 @@ impl Secrets {
 
     /// `text` with every known secret replaced.
     pub fn scrub<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if self.replaced.is_empty() || text.is_empty() {
+        // A request carries a few secrets (its bearer token, maybe a password): a search
+        // for each is cheaper than building an automaton for every request a rule
+        // fires on. Longest first, so a secret inside another is not replaced first.
+        if !self.replaced.iter().any(|(o, _)| text.contains(o.as_str())) {
             return Cow::Borrowed(text);
         }
-        let matcher = self.matcher.get_or_init(|| {
-            AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(self.replaced.iter().map(|(o, _)| o.as_str()))
-                .ok()
-        });
-        match matcher {
-            Some(matcher) if matcher.is_match(text) => {
-                let replacements: Vec<&str> =
-                    self.replaced.iter().map(|(_, r)| r.as_str()).collect();
-                Cow::Owned(matcher.replace_all(text, &replacements))
-            }
-            Some(_) => Cow::Borrowed(text),
-            // The automaton could not be built: replace each secret in turn.
-            None => {
-                let mut out = text.to_owned();
-                for (original, replacement) in &self.replaced {
-                    out = out.replace(original.as_str(), replacement);
-                }
-                if out == text {
-                    Cow::Borrowed(text)
-                } else {
-                    Cow::Owned(out)
-                }
+        let mut out = text.to_owned();
+        for (original, replacement) in &self.replaced {
+            if out.contains(original.as_str()) {
+                out = out.replace(original.as_str(), replacement);
             }
         }
+        Cow::Owned(out)
     }
 
     /// Scrubs a string in place; true when it changed.
@@ -557,10 +538,11 @@ impl<'k> Redactor<'k> {
     }
 
     /// The values replaced so far, for the free-text pass.
-    pub fn into_secrets(self) -> Secrets {
+    pub fn into_secrets(mut self) -> Secrets {
+        self.replaced
+            .sort_by_key(|(original, _)| std::cmp::Reverse(original.len()));
         Secrets {
             replaced: self.replaced,
-            matcher: OnceLock::new(),
         }
     }
 
