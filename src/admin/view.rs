@@ -173,8 +173,8 @@ impl View {
         ))
     }
 
-    /// Takes in one answered exchange and gives its response back unchanged. The
-    /// response is a whole buffer, so reading it here costs a clone of its `Bytes`.
+    /// Takes in one answered exchange and gives its response back unchanged: only the
+    /// head the page shows is read, the rest still streams to the client.
     /// Called before the capture takes the received request, after the pipeline has
     /// worked out the hints and scrubbed the exchange of the request's secrets.
     pub async fn observe(
