@@ -280,6 +280,8 @@ struct Inner {
     /// With `--throttle-store`: the state shared by every replica.
     shared: Option<shared::SharedState>,
     metrics: Option<Metrics>,
+    /// `--record`: every trip and release is a line of the capture.
+    recorder: Option<crate::record::Recorder>,
 }
 
 /// Why a release did nothing.
@@ -377,6 +379,7 @@ impl Guard {
         observe: bool,
         store: Option<&crate::throttle::StoreConfig>,
         metrics: Option<Metrics>,
+        recorder: Option<crate::record::Recorder>,
     ) -> Guard {
         let tenants = match &config.state_file {
             Some(path) => load(path).unwrap_or_else(|error| {
@@ -404,7 +407,15 @@ impl Guard {
                 tenants: Mutex::new(tenants),
                 shared,
                 metrics,
+                recorder,
             }),
+        }
+    }
+
+    /// Writes `event` into the capture, when recording.
+    fn record(&self, event: &str, tenant: &str, detail: String, data: serde_json::Value) {
+        if let Some(recorder) = &self.inner.recorder {
+            recorder.record_event(crate::record::Event::new(event, tenant, detail, data));
         }
     }
 
@@ -463,9 +474,21 @@ impl Guard {
         if !self.enabled() {
             return None;
         }
-        let changes = count::count(operation, body);
+        self.check_changes(tenant, operation, path, count::count(operation, body))
+            .await
+    }
+
+    /// As [`Guard::check`], for changes counted by the caller: a repair knows how many
+    /// members it removes only once it has read the group.
+    pub async fn check_changes(
+        &self,
+        tenant: &str,
+        operation: Operation,
+        path: &str,
+        changes: Changes,
+    ) -> Option<Held> {
         let n = changes.total();
-        if n == 0 {
+        if n == 0 || !self.enabled() {
             return None;
         }
         let inner = &self.inner;
@@ -528,6 +551,19 @@ impl Guard {
                     metrics.guard_trip();
                     metrics.guard_tripped(&key, true);
                 }
+                self.record(
+                    crate::record::EVENT_GUARD_TRIP,
+                    &key,
+                    held(seen).error().detail,
+                    serde_json::json!({
+                        "seen": seen,
+                        "limit": inner.limit,
+                        "window_seconds": inner.window.as_secs(),
+                        "operation": operation.name(),
+                        "target": path,
+                        "changes": changes,
+                    }),
+                );
                 self.count_held(operation);
                 Some(held(seen))
             }
@@ -561,6 +597,15 @@ impl Guard {
             metrics.guard_release();
             metrics.guard_tripped(tenant, false);
         }
+        self.record(
+            crate::record::EVENT_GUARD_RELEASE,
+            tenant,
+            format!(
+                "an admin released the blast-radius guard of tenant {tenant}: {} held request(s) since it tripped with {} destructive changes in the window; the IdP's retries go through, and the window starts again",
+                trip.held, trip.seen
+            ),
+            serde_json::json!({"held": trip.held, "seen": trip.seen, "largest": trip.largest}),
+        );
         Ok(trip)
     }
 
@@ -641,6 +686,7 @@ mod tests {
             false,
             None,
             None,
+            None,
         )
     }
 
@@ -717,6 +763,7 @@ mod tests {
                 ..GuardConfig::default()
             },
             true,
+            None,
             None,
             None,
         );

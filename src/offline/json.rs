@@ -61,7 +61,10 @@ fn json_lines(bytes: &[u8], origin: &str, strict: bool) -> Result<Inputs, InputE
     let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let last = lines.len().saturating_sub(1);
     for (i, line) in lines.iter().enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
+        // An event (a guard trip or release) is no request: nothing to check.
+        if line.iter().all(u8::is_ascii_whitespace)
+            || crate::record::Event::from_line(line).is_some()
+        {
             continue;
         }
         let read = serde_json::from_slice::<&RawValue>(line)

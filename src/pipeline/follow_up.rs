@@ -186,6 +186,23 @@ impl crate::repair::RepairIo for RepairSend<'_> {
         };
         self.pipeline.forward(request, tenant, self.exchange).await
     }
+
+    async fn admit_removals(&mut self, removed: u32) -> Option<Response<Body>> {
+        let guard = self.pipeline.guard.as_ref()?;
+        let changes = crate::guard::Changes {
+            removed_members: removed,
+            ..Default::default()
+        };
+        let operation = self
+            .exchange
+            .operation
+            .unwrap_or(crate::scim::Operation::PatchGroup);
+        let path = self.outbound.path_and_query.path();
+        let held = guard
+            .check_changes(&self.outbound.tenant, operation, path, changes)
+            .await?;
+        Some(held_response(&held, self.exchange))
+    }
 }
 
 /// The member ids of batches `from..`, for a failure report.

@@ -159,6 +159,7 @@ impl Pipeline {
                 config.mode == Mode::Observe,
                 config.throttle_store.as_ref(),
                 Some(metrics.clone()),
+                recorder.clone(),
             )
         });
         Arc::new(Pipeline {
@@ -522,9 +523,14 @@ impl Pipeline {
             Verdict::Rewrite { body, batches } => (Bytes::from(body), true, batches),
         };
 
+        // 6′. a group change AWS refuses is repaired instead: the group's members are
+        // read and the adds and removes sent, each request throttled as any other. The
+        // repair asks the guard itself, once it knows how many members it removes.
+        let repair = (self.repairer).wanted(self.mode, classified.operation, &exchange.findings);
+
         // 6b. the blast-radius guard, after the verdict (a rejected request changes
         // nothing) and before the throttle (a held request spends no quota)
-        if let Some(guard) = &self.guard {
+        if let Some(guard) = self.guard.as_ref().filter(|_| !repair) {
             let path = outbound.path_and_query.path();
             if let Some(held) = guard
                 .check(&outbound.tenant, classified.operation, path, &original)
@@ -534,9 +540,7 @@ impl Pipeline {
             }
         }
 
-        // 6′. a group change AWS refuses is repaired instead: the group's members are
-        // read and the adds and removes sent, each request throttled as any other
-        if (self.repairer).wanted(self.mode, classified.operation, &exchange.findings) {
+        if repair {
             return Ok(Box::pin(self.repair(&outbound, &classified, &original, exchange)).await);
         }
 

@@ -96,6 +96,54 @@ pub struct Record {
     pub timings: Timings,
 }
 
+/// Something that happened beside the exchanges, as a line of its own: the blast-radius
+/// guard tripping or being released. Readers keep events apart from records
+/// ([`Capture::events`]); `replay` and `export-har` leave them out, `check` skips them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// [`RECORD_VERSION`].
+    pub version: u32,
+    /// What happened: [`EVENT_GUARD_TRIP`] or [`EVENT_GUARD_RELEASE`].
+    pub event: String,
+    /// When, as [`rfc3339`].
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// What happened, in words.
+    pub detail: String,
+    /// Its figures (changes seen, limit, window, held requests, the request at fault).
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// The guard tripped: a tenant's destructive requests are held from now on.
+pub const EVENT_GUARD_TRIP: &str = "guard.trip";
+/// An admin released a tripped guard.
+pub const EVENT_GUARD_RELEASE: &str = "guard.release";
+
+impl Event {
+    /// An event of now.
+    pub fn new(event: &str, tenant: &str, detail: String, data: Value) -> Event {
+        Event {
+            version: RECORD_VERSION,
+            event: event.to_owned(),
+            time: rfc3339(SystemTime::now()),
+            replica: None,
+            tenant: Some(tenant.to_owned()),
+            detail,
+            data,
+        }
+    }
+
+    /// The event on one line of a capture, if it is one (an object with `event` and no
+    /// `request`).
+    pub fn from_line(line: &[u8]) -> Option<Event> {
+        serde_json::from_slice(line).ok()
+    }
+}
+
 /// A request, as received or as forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedRequest {

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_version, rotated_path, Record, ROTATE_KEEP};
+use super::{check_version, rotated_path, Event, Record, ROTATE_KEEP};
 
 /// A capture that cannot be read, with the line at fault.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,8 @@ pub struct Capture {
     pub records: Vec<Record>,
     /// One line per skipped line, naming the file and line (`FILE:N: …`).
     pub warnings: Vec<String>,
+    /// The events beside the exchanges (guard trips and releases), in the same order.
+    pub events: Vec<Event>,
 }
 
 /// Reads captures with their rotated files (`FILE.5` … `FILE.1`, then `FILE`). One
@@ -53,11 +55,13 @@ pub fn captures(paths: &[PathBuf], strict: bool) -> Result<Capture, CaptureError
             let one = parse_lines(&bytes, &file.display().to_string(), strict)?;
             all.records.extend(one.records);
             all.warnings.extend(one.warnings);
+            all.events.extend(one.events);
         }
     }
     if paths.len() > 1 {
         // One width, UTC: text order is time order (`super::rfc3339`).
         all.records.sort_by(|a, b| a.time.cmp(&b.time));
+        all.events.sort_by(|a, b| a.time.cmp(&b.time));
     }
     Ok(all)
 }
@@ -91,13 +95,19 @@ pub fn parse_lines(bytes: &[u8], origin: &str, strict: bool) -> Result<Capture, 
                 check_version(record.version).map_err(error)?;
                 capture.records.push(record);
             }
-            Err(e) => {
-                let kept = capture.records.len();
-                let warning =
-                    unreadable_line(origin, number, i == last, &json_message(&e), kept, strict)
-                        .map_err(error)?;
-                capture.warnings.push(warning);
-            }
+            Err(e) => match Event::from_line(line) {
+                Some(event) => {
+                    check_version(event.version).map_err(error)?;
+                    capture.events.push(event);
+                }
+                None => {
+                    let kept = capture.records.len();
+                    let warning =
+                        unreadable_line(origin, number, i == last, &json_message(&e), kept, strict)
+                            .map_err(error)?;
+                    capture.warnings.push(warning);
+                }
+            },
         }
     }
     Ok(capture)

@@ -563,6 +563,22 @@ impl Recorder {
         }
     }
 
+    /// Records an event beside the exchanges (a guard trip or release), stamped with
+    /// the replica's name; never waits.
+    pub fn record_event(&self, mut event: super::Event) {
+        if event.replica.is_none() {
+            event.replica = self.replica.as_deref().map(str::to_owned);
+        }
+        match serde_json::to_vec(&event) {
+            Ok(line) => self.lines.send(line, &event.event),
+            Err(e) => {
+                self.lines
+                    .shared
+                    .drop_lines(1, &event.event, &format!("cannot serialize it: {e}"))
+            }
+        }
+    }
+
     /// Records a finished exchange.
     pub fn record_exchange(&self, exchange: ExchangeRecord<'_>) {
         self.record(exchange.to_record());

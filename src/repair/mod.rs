@@ -96,6 +96,14 @@ pub trait RepairIo {
         body: Option<Vec<u8>>,
         class: OpClass,
     ) -> impl Future<Output = Result<Response<Body>, Error>> + Send;
+
+    /// Asks the blast-radius guard about `removed` member removals, known once the
+    /// group is read (issue: "member removals count towards the guard"). `Some` is the
+    /// answer to give instead: the guard held the repair, and nothing is sent.
+    fn admit_removals(
+        &mut self,
+        removed: u32,
+    ) -> impl Future<Output = Option<Response<Body>>> + Send;
 }
 
 type Locks = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
@@ -346,6 +354,15 @@ impl<I: RepairIo> Run<'_, I> {
         let current = self.members(&name).await?;
         let changes = plan::diff(&ask, &current, &group);
         let summary = changes.summary(&name);
+        if !changes.remove.is_empty() {
+            let removed = u32::try_from(changes.remove.len()).unwrap_or(u32::MAX);
+            if let Some(response) = self.io.admit_removals(removed).await {
+                return Err(Stopped {
+                    response,
+                    summary: format!("held by the blast-radius guard, nothing sent: {summary}"),
+                });
+            }
+        }
         let requests = plan::requests(&changes);
         for (i, request) in requests.iter().enumerate() {
             let body = serde_json::to_vec(&request.body).unwrap_or_default();

@@ -332,6 +332,112 @@ async fn mass_deletions_are_held_until_an_admin_releases_them() {
             .contains("blast-radius guard"));
         assert_eq!(record["response"]["status"], 503);
     }
+    // Each trip and release is a line of its own, and every reader takes the capture
+    // without a warning.
+    let events: Vec<(String, String)> = capture
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r.get("event").is_some())
+        .map(|r| {
+            assert!(r["detail"].as_str().unwrap().contains("guard"), "{r}");
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["tenant"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let event = |kind: &str| (kind.to_owned(), TENANT.to_owned());
+    assert_eq!(
+        events,
+        [
+            event("guard.trip"),
+            event("guard.release"),
+            event("guard.trip"),
+            event("guard.release")
+        ]
+    );
+    for reader in [&["export-har"][..], &["check"][..]] {
+        let out = Command::new(binary())
+            .args(reader)
+            .arg(dir.path().join("capture.jsonl"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() != Some(2), "{reader:?}: {stderr}");
+        assert!(!stderr.contains("skipped"), "{reader:?}: {stderr}");
+    }
+}
+
+/// A repair's removals count once the group is read: a members `replace` that would
+/// remove 6 members at a limit of 5 is held whole, and goes through once released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_counts_the_members_it_would_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path());
+    let endpoint = running.endpoint.clone();
+    let mut members = Vec::new();
+    for i in 0..8 {
+        members.push(create_user(&endpoint, &format!("staff{i}")).await);
+    }
+    let (status, _, group) = call(
+        format!("{endpoint}/Groups"),
+        Method::POST,
+        Some(json!({"displayName": "finance"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let group = group["id"].as_str().unwrap().to_owned();
+    let patch = |op: &str, ids: &[String]| {
+        let values: Vec<Value> = ids.iter().map(|m| json!({"value": m})).collect();
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": op, "path": "members", "value": values}]
+        })
+    };
+    let (status, _, _) = call(
+        format!("{endpoint}/Groups/{group}"),
+        Method::PATCH,
+        Some(patch("add", &members)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Keep two: the repair would remove six, above the limit of five.
+    let keep = &members[..2];
+    let (status, headers, body) = call(
+        format!("{endpoint}/Groups/{group}"),
+        Method::PATCH,
+        Some(patch("replace", keep)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["x-scimguard-verdict"], "held");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("this request's 6 more"), "{detail}");
+    for member in &members {
+        assert!(is_member(&endpoint, member).await, "{member} was removed");
+    }
+    let admin = running.admin.clone();
+    let status: Value =
+        serde_json::from_str(&reqwest_text(&format!("{admin}/guard")).await).unwrap();
+    let held = &status["tenants"][TENANT]["trip"]["operations"][0];
+    assert_eq!(held["operation"], "PatchGroup", "{status}");
+    assert_eq!(held["changes"]["removed_members"], 6, "{status}");
+
+    // Released, the IdP's retry is repaired: exactly the two remain.
+    let (status, body) = post(&format!("{admin}/guard/{TENANT}/release")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = call(
+        format!("{endpoint}/Groups/{group}"),
+        Method::PATCH,
+        Some(patch("replace", keep)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for (i, member) in members.iter().enumerate() {
+        assert_eq!(is_member(&endpoint, member).await, i < 2, "{member}");
+    }
+    stop(running);
 }
 
 async fn reqwest_text(url: &str) -> String {
