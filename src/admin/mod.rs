@@ -283,6 +283,16 @@ async fn answer(
         if !state.auth.allows(request.headers()) {
             return unauthorized().map(Either::Left);
         }
+        if request.method() != Method::GET
+            && request.method() != Method::HEAD
+            && from_another_site(request.headers())
+        {
+            return text(
+                StatusCode::FORBIDDEN,
+                "a release must come from this listener's own page or a command-line client, not from another site\n".to_owned(),
+            )
+            .map(Either::Left);
+        }
         if let Some(response) =
             crate::guard::http::answer(&request, state.guard.as_ref(), true).await
         {
@@ -312,6 +322,28 @@ async fn answer(
         }
     }
     answer_whole(&request, state).map(Either::Left)
+}
+
+/// Whether a browser sent this request from a page of another site: it says so in
+/// `Sec-Fetch-Site`, or (older browsers) in an `Origin` naming another host. A
+/// command-line client sends neither. Without this check, any page an admin visits
+/// could post a release to a loopback listener, which needs no token.
+fn from_another_site(headers: &http::HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return false;
+    };
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, authority)| authority);
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    authority.is_none() || authority != host
 }
 
 /// The answers that are one buffer.
@@ -742,6 +774,40 @@ mod tests {
         let _ = tokio::time::timeout(TEST_TIMEOUT, stream.read_to_end(&mut raw)).await;
         assert_eq!(admin.request("GET", "/healthz").await.0, 200);
         admin.stop().await;
+    }
+
+    #[test]
+    fn a_post_from_another_site_is_told_apart_from_the_page_and_the_cli() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_str(value).unwrap());
+            }
+            map
+        };
+        let host = ("host", "127.0.0.1:9090");
+        assert!(!from_another_site(&headers(&[host])), "a CLI client");
+        assert!(!from_another_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(!from_another_site(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:9090")
+        ])));
+        assert!(from_another_site(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(from_another_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
+        assert!(from_another_site(&headers(&[
+            host,
+            ("origin", "http://evil.example")
+        ])));
+        assert!(from_another_site(&headers(&[host, ("origin", "null")])));
     }
 
     #[test]

@@ -592,6 +592,121 @@ async fn live_view_shows_exchanges_as_they_happen_and_the_report_sums_them_up() 
     dark.close().await;
 }
 
+/// A tripped blast-radius guard shows in the live view, and its button (clicked twice:
+/// once to arm, once to confirm) releases it: the next delete goes through. A post from
+/// another site is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_releases_a_tripped_guard() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (addr, admin, _stop) = open_proxy(RunArgs {
+        guard_deletes: Some(2),
+        ..RunArgs::default()
+    })
+    .await;
+    let scim = |method: Method, path: String, body: String| async move {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}/{TENANT}/scim/v2{path}"))
+            .header("authorization", format!("Bearer {SCIM_TOKEN}"))
+            .header("content-type", "application/scim+json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let (status, _, body, _) = send(&http_client(), request).await;
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+        )
+    };
+    let mut users = Vec::new();
+    for i in 0..4 {
+        let body = format!(
+            r#"{{"userName":"leaver{i}","displayName":"L {i}","name":{{"givenName":"L","familyName":"{i}"}},
+                "emails":[{{"value":"leaver{i}@example.com","type":"work","primary":true}}]}}"#
+        );
+        let (status, user) = scim(Method::POST, "/Users".into(), body).await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        users.push(user["id"].as_str().unwrap().to_owned());
+    }
+    let mut statuses = Vec::new();
+    for id in &users[..3] {
+        statuses.push(
+            scim(Method::DELETE, format!("/Users/{id}"), String::new())
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NO_CONTENT,
+            StatusCode::NO_CONTENT,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+    );
+
+    // A post from another site (a page the admin happens to visit) is refused.
+    let forged = Request::post(format!("http://{admin}/guard/{TENANT}/release"))
+        .header("origin", "http://attacker.example")
+        .header("sec-fetch-site", "cross-site")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, ..) = send(&http_client(), forged).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let client = browser.client();
+    client.goto(&format!("http://{admin}/")).await.unwrap();
+    let row = format!("#guard-tenants tr[data-tenant=\"{TENANT}\"][data-tripped=\"yes\"]");
+    let shown = text_of(client, &row).await;
+    assert!(
+        shown.contains("tripped") && shown.contains("DeleteUser"),
+        "{shown}"
+    );
+    browser.screenshot("view-guard-tripped.png").await;
+    let button = format!("{row} button.release");
+    client
+        .find(Locator::Css(&button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_of(client, &button).await.contains("confirm"));
+    client
+        .find(Locator::Css(&button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let result = text_of(client, "#guard-result").await;
+    let deadline = Instant::now() + WAIT;
+    let mut result = result;
+    while !result.contains("released") {
+        assert!(Instant::now() < deadline, "no release shown: {result}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        result = text_of(client, "#guard-result").await;
+    }
+    assert!(result.contains("1 held request"), "{result}");
+    text_of(
+        client,
+        &format!("#guard-tenants tr[data-tenant=\"{TENANT}\"][data-tripped=\"no\"]"),
+    )
+    .await;
+
+    // The IdP's retry goes through.
+    let (status, _) = scim(
+        Method::DELETE,
+        format!("/Users/{}", users[2]),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_nothing_ran(client, "the live view").await;
+    browser.close().await;
+}
+
 /// The page's background colour, as computed.
 async fn background(client: &Client) -> String {
     client

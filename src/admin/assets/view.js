@@ -385,9 +385,73 @@
     render();
   }
 
+  // The guard's state, read every few seconds; a tripped tenant gets a release button
+  // that asks once more before it posts (POST /guard/{tenant}/release).
+  var GUARD_INTERVAL = 3000;
+
+  function guardRow(tenant, state) {
+    var trip = state.trip;
+    var latest = trip && trip.operations.length ? trip.operations[trip.operations.length - 1] : null;
+    var action = null;
+    if (state.tripped) {
+      action = el('button', { type: 'button', 'class': 'release', 'data-tenant': tenant }, 'release…');
+      action.addEventListener('click', function () {
+        if (action.getAttribute('data-armed') !== 'yes') {
+          action.setAttribute('data-armed', 'yes');
+          action.textContent = 'confirm: let the held changes through';
+          return;
+        }
+        action.disabled = true;
+        fetch('/guard/' + encodeURIComponent(tenant) + '/release', { method: 'POST', credentials: 'same-origin' })
+          .then(function (r) { return r.json().then(function (body) { return [r.ok, body]; }); })
+          .then(function (answer) {
+            $('guard-result').textContent = answer[0]
+              ? 'released ' + tenant + ': ' + answer[1].held + ' held request(s) may go through on the IdP\'s retry'
+              : 'release of ' + tenant + ' failed: ' + text(answer[1].error);
+            pollGuard(false);
+          }, function () { $('guard-result').textContent = 'release of ' + tenant + ' failed: no answer'; });
+      });
+    }
+    return el('tr', { 'data-tenant': tenant, 'data-tripped': state.tripped ? 'yes' : 'no' },
+      el('td', null, tenant),
+      el('td', null, state.tripped ? el('span', { 'class': 'verdict verdict-rejected' }, 'tripped') : 'counting'),
+      el('td', null, text(state.changes_in_window)),
+      el('td', null, trip ? text(trip.held) : ''),
+      el('td', null, latest ? latest.operation + ' ' + latest.target : ''),
+      el('td', null, action));
+  }
+
+  function showGuard(status) {
+    var tenants = Object.keys(status.tenants).sort();
+    $('guard').hidden = false;
+    $('guard-summary').textContent = 'Limit: ' + status.limit + ' destructive changes per ' + status.window_seconds + ' s per tenant' +
+      (status.observe ? ' (observe mode: warns only)' : '') + '.';
+    var body = $('guard-tenants').tBodies[0];
+    // A row whose button is armed is kept as it is until clicked again.
+    var armed = body.querySelector('button[data-armed="yes"]:not([disabled])');
+    if (armed) return;
+    body.replaceChildren.apply(body, tenants.length
+      ? tenants.map(function (t) { return guardRow(t, status.tenants[t]); })
+      : [cells(['no destructive change seen yet'])]);
+  }
+
+  function pollGuard(again) {
+    fetch('/guard', { credentials: 'same-origin', cache: 'no-store' })
+      .then(function (r) {
+        if (r.status === 404) return null; // the guard is off
+        return r.ok ? r.json() : undefined;
+      })
+      .then(function (status) {
+        if (status === null) { $('guard').hidden = true; return; }
+        if (status) showGuard(status);
+        if (again) setTimeout(function () { pollGuard(true); }, GUARD_INTERVAL);
+      }, function () { if (again) setTimeout(function () { pollGuard(true); }, GUARD_INTERVAL); });
+  }
+
   wireFilters();
   if (mode === 'live') {
     live();
+    pollGuard(true);
   } else {
     var holder = $('report-data');
     report(JSON.parse(holder.textContent));
