@@ -82,6 +82,8 @@ async fn run(rate: u32) -> (usize, Duration) {
         upstream: Some(upstream.clone()),
         rate: Some(rate),
         record: Some(capture.clone()),
+        // The repair drops 500 members, past the blast-radius guard's default of 100.
+        guard_deletes: Some(0),
         ..RunArgs::default()
     })
     .expect("a valid config");

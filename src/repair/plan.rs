@@ -3,7 +3,6 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::scim::patch::PATCH_OP_SCHEMA;
 use crate::scim::{parse_path, PatchOpKind, PatchPath, PatchRequest};
 
 /// Membership changes a PATCH may carry: "A maximum of 100 membership changes are
@@ -322,53 +321,51 @@ pub struct Request {
     pub removed: Vec<String>,
 }
 
-/// The PATCH requests for `changes`: the displayName / externalId operations in the
-/// first, then removals before additions (so a group never holds both the old and the
-/// new list), at most [`MAX_CHANGES_PER_REQUEST`] membership changes each, packed so
-/// that every request but the last is full.
-pub fn requests(changes: &Changes) -> Vec<Request> {
-    let mut out: Vec<Request> = Vec::new();
-    let mut current = Request {
-        body: Value::Null,
-        added: Vec::new(),
-        removed: Vec::new(),
-    };
-    let mut ops: Vec<Value> = changes.others.clone();
-    let mut room = MAX_CHANGES_PER_REQUEST;
-    let flush = |ops: &mut Vec<Value>, current: &mut Request, out: &mut Vec<Request>| {
-        if !ops.is_empty() {
-            current.body = json!({"schemas": [PATCH_OP_SCHEMA], "Operations": std::mem::take(ops)});
-            out.push(std::mem::replace(
-                current,
-                Request {
-                    body: Value::Null,
-                    added: Vec::new(),
-                    removed: Vec::new(),
-                },
-            ));
+impl Request {
+    /// A PatchOp body, with the members its `add` and `remove` operations list.
+    fn of(body: Value) -> Request {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for op in body["Operations"].as_array().into_iter().flatten() {
+            let ids = match op["op"].as_str() {
+                Some("add") => &mut added,
+                Some("remove") => &mut removed,
+                _ => continue,
+            };
+            let entries = op["value"].as_array().map_or(&[][..], Vec::as_slice);
+            ids.extend(crate::batches::member_ids(entries));
         }
-    };
-    for (kind, ids) in [("remove", &changes.remove), ("add", &changes.add)] {
-        let mut rest: &[String] = ids;
-        while !rest.is_empty() {
-            if room == 0 {
-                flush(&mut ops, &mut current, &mut out);
-                room = MAX_CHANGES_PER_REQUEST;
-            }
-            let (part, tail) = rest.split_at(room.min(rest.len()));
-            let value: Vec<Value> = part.iter().map(|id| json!({"value": id})).collect();
-            ops.push(json!({"op": kind, "path": "members", "value": value}));
-            if kind == "add" {
-                current.added.extend_from_slice(part);
-            } else {
-                current.removed.extend_from_slice(part);
-            }
-            room -= part.len();
-            rest = tail;
+        Request {
+            body,
+            added,
+            removed,
         }
     }
-    flush(&mut ops, &mut current, &mut out);
-    out
+}
+
+/// The PATCH requests for `changes`: the displayName / externalId operations in the
+/// first, then removals before additions (so a group never holds both the old and the
+/// new list), split as every member change is ([`crate::batches::split_patch`]): at
+/// most [`MAX_CHANGES_PER_REQUEST`] membership changes each, every request but the
+/// last full.
+pub fn requests(changes: &Changes) -> Vec<Request> {
+    use crate::batches::{patch_body, split_patch, MemberOp as Role};
+    let mut operations = changes.others.clone();
+    let mut roles = vec![Role::Elsewhere; operations.len()];
+    for (kind, ids) in [("remove", &changes.remove), ("add", &changes.add)] {
+        if !ids.is_empty() {
+            let entries: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+            operations.push(json!({"op": kind, "path": "members", "value": entries}));
+            roles.push(Role::List { members_key: None });
+        }
+    }
+    if operations.is_empty() {
+        return Vec::new();
+    }
+    let split = split_patch(operations, &roles, MAX_CHANGES_PER_REQUEST);
+    std::iter::once(patch_body(split.operations))
+        .chain(split.batches.into_iter().map(|batch| batch.body))
+        .map(Request::of)
+        .collect()
 }
 
 #[cfg(test)]

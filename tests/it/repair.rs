@@ -117,6 +117,10 @@ impl Pair {
             &upstream,
             "--rate",
             "0",
+            // These repairs remove more members than the guard's default limit of 100;
+            // how a repair's removals count is tested in guard.rs.
+            "--guard-deletes",
+            "0",
         ];
         args.extend_from_slice(proxy_args);
         let (child, banner) = spawn(&args, 1, log);
