@@ -120,16 +120,19 @@ mod tests {
         assert!(!JS.contains("</script"), "the report inlines view.js");
         assert!(!CSS.contains("</style"), "the report inlines view.css");
         let without_namespace = JS.replace("http://www.w3.org/2000/svg", "");
-        for fetch in [
-            "http://",
-            "https://",
-            "fetch(",
-            "XMLHttpRequest",
-            "WebSocket",
-        ] {
+        for fetch in ["http://", "https://", "XMLHttpRequest", "WebSocket"] {
             assert!(
                 !without_namespace.contains(fetch),
                 "view.js reaches out with {fetch}"
+            );
+        }
+        // The live view reads and releases the guard on its own listener, by relative
+        // paths (and the live page's policy allows only 'self'); nothing else.
+        for (at, _) in JS.match_indices("fetch(") {
+            assert!(
+                JS[at..].starts_with("fetch('/guard"),
+                "view.js fetches {}",
+                &JS[at..at + 40]
             );
         }
     }

@@ -371,6 +371,7 @@ pub fn requests(changes: &Changes) -> Vec<Request> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::patch::PATCH_OP_SCHEMA;
 
     fn ids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
         range.map(|i| format!("{prefix}{i}")).collect()

@@ -34,7 +34,12 @@ impl<'a> AttrRef<'a> {
 }
 
 /// The member of `map` whose key equals `name` case-insensitively.
+/// The key as spelled in the rules is looked up first: IdPs send the schema's spelling,
+/// and the scan of every key runs only when it is not there.
 pub(crate) fn entry<'m>(map: &'m Map<String, Value>, name: &str) -> Option<(&'m str, &'m Value)> {
+    if let Some((k, v)) = map.get_key_value(name) {
+        return Some((k.as_str(), v));
+    }
     map.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(k, v)| (k.as_str(), v))

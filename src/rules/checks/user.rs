@@ -661,8 +661,13 @@ impl Refused<'_> {
         c.is_control() || is_zero_width(c) || self.listed.contains(c)
     }
 
-    /// The first refused character of `text` and its byte offset.
+    /// The first refused character of `text` and its byte offset. Most values are
+    /// ASCII with no listed character: told by their bytes, before any char is decoded.
     fn first_in(&self, text: &str) -> Option<(usize, char)> {
+        let clean_ascii = |b: &u8| !b.is_ascii_control() && !self.listed.as_bytes().contains(b);
+        if text.bytes().all(|b| b.is_ascii() && clean_ascii(&b)) {
+            return None;
+        }
         text.char_indices().find(|&(_, c)| self.refuses(c))
     }
 }
