@@ -4,7 +4,8 @@
 #
 #   benches/worst_case.sh            # builds target/release/scimguard first
 #
-# Needs python3 (standard library only). Prints one line per case with its target.
+# Needs python3 (standard library only). Prints one line per case with its target;
+# takes about a minute and a half.
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bin scimguard

@@ -113,20 +113,33 @@ pub fn split_created_members(members: &mut Vec<Value>, max: usize) -> Vec<Batch>
     }
 }
 
-/// The member list of an operation, taken out of it: `(the operation without its list,
-/// the list)`. `None` (and the operation back) when the list is not an array there.
-fn take_list(mut op: Value, members_key: Option<&str>) -> Result<(Value, Vec<Value>), Value> {
+/// The member list of an operation: its `value` (`members_key` `None`) or
+/// `value[members_key]`, when that is an array.
+fn member_list<'v>(op: &'v Value, members_key: Option<&str>) -> Option<&'v Vec<Value>> {
+    let holder = match members_key {
+        None => op.as_object(),
+        Some(_) => op.get("value").and_then(Value::as_object),
+    };
+    holder?.get(members_key.unwrap_or("value"))?.as_array()
+}
+
+/// [`member_list`], to change.
+fn member_list_mut<'v>(op: &'v mut Value, members_key: Option<&str>) -> Option<&'v mut Vec<Value>> {
     let holder = match members_key {
         None => op.as_object_mut(),
         Some(_) => op.get_mut("value").and_then(Value::as_object_mut),
     };
-    let key = members_key.unwrap_or("value");
-    match holder.and_then(|h| h.get_mut(key)) {
-        Some(Value::Array(list)) => {
-            let list = std::mem::take(list);
-            Ok((op, list))
-        }
-        _ => Err(op),
+    holder?
+        .get_mut(members_key.unwrap_or("value"))?
+        .as_array_mut()
+}
+
+/// The member list of an operation, taken out of it: `(the operation without its list,
+/// the list)`. `None` (and the operation back) when the list is not an array there.
+fn take_list(mut op: Value, members_key: Option<&str>) -> Result<(Value, Vec<Value>), Value> {
+    match member_list_mut(&mut op, members_key).map(std::mem::take) {
+        Some(list) => Ok((op, list)),
+        None => Err(op),
     }
 }
 
@@ -244,29 +257,33 @@ fn push_last(chunks: &mut [Chunk], op: Value) {
     }
 }
 
-/// A member entry dropped because the same change was already in the request.
+/// A member entry that repeats the same change an earlier entry of the request makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Duplicate {
-    /// JSON pointer of the dropped entry, as received.
+    /// JSON pointer of the entry, as received.
     pub location: String,
     pub member: String,
+    /// The index of its operation (0 for a CreateGroup's list) and its index in the list.
+    pub operation: usize,
+    pub index: usize,
 }
 
-/// Drops a member entry that repeats the change an earlier entry of the same request
+/// The member entries that repeat the change an earlier entry of the same request
 /// already makes: the same id added twice (or removed twice) with no other change to it
 /// between. An add then a remove of one id are both kept (their order matters), and an
 /// operation that changes the member list wholesale ([`MemberOp::InPlace`]) forgets
-/// what came before it. Entries without a string `value` are left alone.
-/// `pointer(i)` is the JSON pointer of operation `i`'s member list.
-pub fn drop_repeated_patch_members(
-    operations: &mut [Value],
+/// what came before it. Entries without a string `value` are left alone. Only read:
+/// [`drop_patch_members`] removes them. `pointer(i)` is the JSON pointer of operation
+/// `i`'s member list.
+pub fn repeated_patch_members(
+    operations: &[Value],
     roles: &[MemberOp],
     pointer: impl Fn(usize, Option<&str>) -> String,
 ) -> Vec<Duplicate> {
-    // id → whether its last change was an add.
-    let mut last: HashMap<String, bool> = HashMap::new();
-    let mut dropped = Vec::new();
-    for (i, (op, role)) in operations.iter_mut().zip(roles).enumerate() {
+    // id (borrowed from its entry) → whether its last change was an add.
+    let mut last: HashMap<&str, bool> = HashMap::new();
+    let mut repeated = Vec::new();
+    for (i, (op, role)) in operations.iter().zip(roles).enumerate() {
         let members_key = match role {
             MemberOp::List { members_key } => members_key.as_deref(),
             MemberOp::Elsewhere => continue,
@@ -279,59 +296,66 @@ pub fn drop_repeated_patch_members(
             .get("op")
             .and_then(Value::as_str)
             .is_none_or(|o| !o.eq_ignore_ascii_case("remove"));
-        let holder = match members_key {
-            None => op.as_object_mut(),
-            Some(_) => op.get_mut("value").and_then(Value::as_object_mut),
-        };
-        let Some(Value::Array(list)) =
-            holder.and_then(|h| h.get_mut(members_key.unwrap_or("value")))
-        else {
+        let Some(list) = member_list(op, members_key) else {
             continue;
         };
         let at = pointer(i, members_key);
-        drop_repeats(list, adds, &mut last, &at, &mut dropped);
+        repeats(list, adds, &mut last, (i, &at), &mut repeated);
     }
-    dropped
+    repeated
 }
 
-/// [`drop_repeated_patch_members`] for a CreateGroup's member list, at `at`.
-pub fn drop_repeated_members(list: &mut Vec<Value>, at: &str) -> Vec<Duplicate> {
-    let mut dropped = Vec::new();
-    drop_repeats(list, true, &mut HashMap::new(), at, &mut dropped);
-    dropped
+/// [`repeated_patch_members`] for a CreateGroup's member list, at `at`.
+pub fn repeated_members(list: &[Value], at: &str) -> Vec<Duplicate> {
+    let mut repeated = Vec::new();
+    repeats(list, true, &mut HashMap::new(), (0, at), &mut repeated);
+    repeated
 }
 
-fn drop_repeats(
-    list: &mut Vec<Value>,
+fn repeats<'v>(
+    list: &'v [Value],
     adds: bool,
-    last: &mut HashMap<String, bool>,
-    at: &str,
-    dropped: &mut Vec<Duplicate>,
+    last: &mut HashMap<&'v str, bool>,
+    (operation, at): (usize, &str),
+    repeated: &mut Vec<Duplicate>,
 ) {
-    let mut index = 0;
-    list.retain(|entry| {
-        let j = index;
-        index += 1;
-        let Some(id) = member_id(entry) else {
-            return true;
-        };
-        match last.get_mut(id) {
-            Some(previous) if *previous == adds => {
-                dropped.push(Duplicate {
-                    location: format!("{at}/{j}"),
-                    member: id.to_owned(),
-                });
-                false
-            }
-            Some(previous) => {
-                *previous = adds;
-                true
-            }
-            None => {
-                last.insert(id.to_owned(), adds);
-                true
-            }
+    for (index, entry) in list.iter().enumerate() {
+        let Some(id) = member_id(entry) else { continue };
+        if last.insert(id, adds) == Some(adds) {
+            repeated.push(Duplicate {
+                location: format!("{at}/{index}"),
+                member: id.to_owned(),
+                operation,
+                index,
+            });
         }
+    }
+}
+
+/// Removes the entries [`repeated_patch_members`] found from the operations it read.
+pub fn drop_patch_members(operations: &mut [Value], roles: &[MemberOp], repeated: &[Duplicate]) {
+    for of_one in repeated.chunk_by(|a, b| a.operation == b.operation) {
+        let i = of_one[0].operation;
+        let Some(MemberOp::List { members_key }) = roles.get(i) else {
+            continue;
+        };
+        let list = operations
+            .get_mut(i)
+            .and_then(|op| member_list_mut(op, members_key.as_deref()));
+        if let Some(list) = list {
+            drop_members(list, of_one);
+        }
+    }
+}
+
+/// Removes the entries [`repeated_members`] found from the list it read.
+pub fn drop_members(list: &mut Vec<Value>, repeated: &[Duplicate]) {
+    let mut dropped = repeated.iter().map(|d| d.index).peekable();
+    let mut index = 0;
+    list.retain(|_| {
+        let drop = dropped.next_if_eq(&index).is_some();
+        index += 1;
+        !drop
     });
 }
 
@@ -414,22 +438,39 @@ mod tests {
             json!({"op": "add", "path": "members", "value": m(&["c"])}),
             json!({"op": "remove", "path": "members"}),
             json!({"op": "add", "path": "members", "value": m(&["a"])}),
+            json!({"op": "add", "value": {"displayName": "D", "members": m(&["a", "d", "d"])}}),
         ];
-        let roles = [list(), list(), list(), list(), MemberOp::InPlace, list()];
-        let dropped =
-            drop_repeated_patch_members(&mut ops, &roles, |i, _| format!("/Operations/{i}/value"));
-        let got: Vec<(&str, &str)> = dropped
+        let roles = [
+            list(),
+            list(),
+            list(),
+            list(),
+            MemberOp::InPlace,
+            list(),
+            MemberOp::List {
+                members_key: Some("members".into()),
+            },
+        ];
+        let pointer = |i, key: Option<&str>| match key {
+            None => format!("/Operations/{i}/value"),
+            Some(k) => format!("/Operations/{i}/value/{k}"),
+        };
+        let repeated = repeated_patch_members(&ops, &roles, pointer);
+        let got: Vec<(&str, &str, usize, usize)> = repeated
             .iter()
-            .map(|d| (d.location.as_str(), d.member.as_str()))
+            .map(|d| (d.location.as_str(), d.member.as_str(), d.operation, d.index))
             .collect();
         assert_eq!(
             got,
             [
-                ("/Operations/0/value/2", "a"),
-                ("/Operations/1/value/0", "b"),
-                ("/Operations/2/value/1", "c"),
+                ("/Operations/0/value/2", "a", 0, 2),
+                ("/Operations/1/value/0", "b", 1, 0),
+                ("/Operations/2/value/1", "c", 2, 1),
+                ("/Operations/6/value/members/0", "a", 6, 0),
+                ("/Operations/6/value/members/2", "d", 6, 2),
             ]
         );
+        drop_patch_members(&mut ops, &roles, &repeated);
         assert_eq!(ops[0]["value"], m(&["a", "b"]));
         assert_eq!(ops[1]["value"], m(&["c"]));
         assert_eq!(ops[2]["value"], m(&["c"]));
@@ -437,10 +478,16 @@ mod tests {
         assert_eq!(ops[3]["value"], m(&["c"]));
         // After a remove of every member, adding `a` again matters.
         assert_eq!(ops[5]["value"], m(&["a"]));
+        assert_eq!(
+            ops[6]["value"],
+            json!({"displayName": "D", "members": m(&["d"])})
+        );
 
-        let mut created = m(&["x", "y", "x"]).as_array().unwrap().clone();
-        let dropped = drop_repeated_members(&mut created, "/members");
-        assert_eq!(dropped[0].location, "/members/2");
+        let mut created = m(&["x", "y", "x", "x"]).as_array().unwrap().clone();
+        let repeated = repeated_members(&created, "/members");
+        let at: Vec<&str> = repeated.iter().map(|d| d.location.as_str()).collect();
+        assert_eq!(at, ["/members/2", "/members/3"]);
+        drop_members(&mut created, &repeated);
         assert_eq!(Value::Array(created), m(&["x", "y"]));
     }
 }

@@ -20,14 +20,14 @@ pub fn judge(rules: &RuleSet, mode: Mode, method: &str, target: &str, body: &[u8
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let classified = crate::scim::classify(method, path);
     let query = Query::parse(query);
-    let evaluation = rules.evaluate(&RequestView {
+    let mut evaluation = rules.evaluate(&RequestView {
         operation: classified.operation,
         path,
         resource_id: classified.id.as_deref(),
         query: &query,
         body,
     });
-    let verdict = decide(&evaluation, mode);
+    let verdict = decide(&mut evaluation, mode);
     Judgement {
         classified,
         evaluation,
@@ -102,8 +102,9 @@ impl From<&Verdict> for Outcome {
 }
 
 /// Decides. In observe mode every request is forwarded as received: the findings still
-/// say what enforce mode would have done.
-pub fn decide(evaluation: &Evaluation, mode: Mode) -> Verdict {
+/// say what enforce mode would have done. A rewrite takes the evaluation's batches (a
+/// 10,000-member change holds 10,000 member entries: they are moved, not copied).
+pub fn decide(evaluation: &mut Evaluation, mode: Mode) -> Verdict {
     if mode == Mode::Observe {
         return Verdict::Forward;
     }
@@ -119,7 +120,7 @@ pub fn decide(evaluation: &Evaluation, mode: Mode) -> Verdict {
         Some(body) => Verdict::Rewrite {
             // A serde_json::Value always serializes.
             body: serde_json::to_vec(body).unwrap_or_default(),
-            batches: evaluation.batches.clone(),
+            batches: std::mem::take(&mut evaluation.batches),
         },
         None => Verdict::Forward,
     }
@@ -251,5 +252,26 @@ mod tests {
         }
         let get = judge(&rules, Mode::Enforce, "GET", "/t/scim/v2/Users/1", b"");
         assert!(!get.evaluation.body_is_json);
+    }
+
+    #[test]
+    fn the_batches_of_a_split_are_held_once() {
+        let rules = RuleSet::embedded().unwrap();
+        let members: Vec<_> = (0..250)
+            .map(|i| serde_json::json!({ "value": format!("u{i}") }))
+            .collect();
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": members}],
+        })
+        .to_string();
+        let target = "/t/scim/v2/Groups/9067729b3d-f987ac4d-a175-44f0-a528-6d23c5d2ec4d";
+        let judgement = judge(&rules, Mode::Enforce, "PATCH", target, body.as_bytes());
+        let Verdict::Rewrite { batches, .. } = &judgement.verdict else {
+            panic!("{:?}", judgement.verdict);
+        };
+        assert_eq!(batches.len(), 2);
+        // Moved into the verdict, not copied: the evaluation keeps none.
+        assert!(judgement.evaluation.batches.is_empty());
     }
 }

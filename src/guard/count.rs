@@ -1,8 +1,10 @@
 //! What counts as destructive, and the sliding window that sums it: pure, no I/O.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::scim::Operation;
@@ -27,38 +29,56 @@ impl Changes {
 }
 
 /// `false`, or the string `"false"` in any case (Entra ID sends `"False"`).
-fn is_false(value: &Value) -> bool {
-    match value {
-        Value::Bool(b) => !b,
-        Value::String(s) => s.eq_ignore_ascii_case("false"),
+fn is_false(value: &RawValue) -> bool {
+    match parse::<Value>(value) {
+        Some(Value::Bool(b)) => !b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("false"),
         _ => false,
     }
 }
 
+/// A JSON object read one level deep: its members' values stay unparsed text. Counting
+/// reads a few fields of the body, so a PatchGroup of 10,000 members is scanned, not
+/// built into 10,000 objects and dropped again (this runs on the async workers).
+type Shallow<'a> = BTreeMap<String, &'a RawValue>;
+
+/// `raw` parsed as a `T`; `None` when it is not one.
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+    serde_json::from_str(raw.get()).ok()
+}
+
 /// The value of `key` in `object`, the key matched case-insensitively (SCIM attribute
 /// names are case-insensitive, RFC 7643 §2.1).
-fn get_ci<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+fn get_ci<'a>(object: &Shallow<'a>, key: &str) -> Option<&'a RawValue> {
     object
-        .as_object()?
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
+        .map(|(_, v)| *v)
+}
+
+/// One PATCH operation: `op` in lower case, the `path` trimmed, the `value` unparsed.
+struct PatchOp<'a> {
+    op: String,
+    path: Option<String>,
+    value: Option<&'a RawValue>,
 }
 
 /// The PATCH operations of a PatchOp body (guide › PatchUser / PatchGroup: an
-/// `Operations` array of `{op, path?, value?}`).
-fn patch_operations(body: &Value) -> impl Iterator<Item = (String, Option<&str>, Option<&Value>)> {
+/// `Operations` array of `{op, path?, value?}`); an entry that is not an object has no
+/// op, path or value.
+fn patch_operations<'a>(body: &Shallow<'a>) -> impl Iterator<Item = PatchOp<'a>> {
     get_ci(body, "Operations")
-        .and_then(Value::as_array)
+        .and_then(parse::<Vec<&RawValue>>)
         .into_iter()
         .flatten()
         .map(|op| {
-            let name = get_ci(op, "op")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let path = get_ci(op, "path").and_then(Value::as_str).map(str::trim);
-            (name, path, get_ci(op, "value"))
+            let op = parse::<Shallow<'_>>(op).unwrap_or_default();
+            let text = |key| get_ci(&op, key).and_then(parse::<String>);
+            PatchOp {
+                op: text("op").unwrap_or_default().to_ascii_lowercase(),
+                path: text("path").map(|p| p.trim().to_owned()),
+                value: get_ci(&op, "value"),
+            }
         })
 }
 
@@ -75,24 +95,23 @@ fn patch_operations(body: &Value) -> impl Iterator<Item = (String, Option<&str>,
 ///   group's size is not known here).
 pub fn count(operation: Operation, body: &[u8]) -> Changes {
     let mut changes = Changes::default();
+    let body = || serde_json::from_slice::<Shallow<'_>>(body).unwrap_or_default();
     match operation {
         Operation::DeleteUser => changes.deleted_users = 1,
         Operation::DeleteGroup => changes.deleted_groups = 1,
-        Operation::PutUser => {
-            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            if get_ci(&body, "active").is_some_and(is_false) {
-                changes.deactivated_users = 1;
-            }
+        Operation::PutUser if get_ci(&body(), "active").is_some_and(is_false) => {
+            changes.deactivated_users = 1;
         }
         Operation::PatchUser => {
-            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let deactivates = patch_operations(&body).any(|(op, path, value)| {
-                (op == "replace" || op == "add")
-                    && match (path, value) {
+            let deactivates = patch_operations(&body()).any(|op| {
+                (op.op == "replace" || op.op == "add")
+                    && match (op.path, op.value) {
                         (Some(path), Some(value)) => {
                             path.eq_ignore_ascii_case("active") && is_false(value)
                         }
-                        (None, Some(value)) => get_ci(value, "active").is_some_and(is_false),
+                        (None, Some(value)) => parse::<Shallow<'_>>(value)
+                            .and_then(|value| get_ci(&value, "active"))
+                            .is_some_and(is_false),
                         _ => false,
                     }
             });
@@ -101,18 +120,18 @@ pub fn count(operation: Operation, body: &[u8]) -> Changes {
             }
         }
         Operation::PatchGroup => {
-            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            for (op, path, value) in patch_operations(&body) {
-                if op != "remove" {
+            for op in patch_operations(&body()) {
+                if op.op != "remove" {
                     continue;
                 }
-                let Some(path) = path else { continue };
+                let Some(path) = op.path else { continue };
                 let lower = path.to_ascii_lowercase();
                 if lower.starts_with("members[") {
                     changes.removed_members = changes.removed_members.saturating_add(1);
                 } else if lower == "members" {
-                    let n = match value {
-                        Some(Value::Array(items)) if !items.is_empty() => items.len(),
+                    // Counted, not built: the entries are skipped as they are read.
+                    let n = match op.value.and_then(parse::<Vec<IgnoredAny>>) {
+                        Some(items) if !items.is_empty() => items.len(),
                         _ => 1,
                     };
                     changes.removed_members = changes
@@ -231,6 +250,17 @@ mod tests {
             .removed_members,
             1
         );
+        // Keys in any case, paths with spaces; entries that are not objects change nothing.
+        let spelled = r#"{"operations":[
+            {"OP":"Remove","PATH":" Members ","Value":[{"value":"a"},{"value":"b"}]},
+            7,
+            {"op":"remove","path":5,"value":[{"value":"c"}]},
+            {"op":"remove","path":"members","value":"not a list"}]}"#;
+        assert_eq!(counted(Operation::PatchGroup, spelled).removed_members, 3);
+        let pathless = r#"{"Operations":[{"op":"Add","value":{"Active":"FALSE"}}]}"#;
+        assert_eq!(counted(Operation::PatchUser, pathless).deactivated_users, 1);
+        let not_false = r#"{"Operations":[{"op":"replace","path":"active","value":{"x":false}}]}"#;
+        assert_eq!(counted(Operation::PatchUser, not_false).total(), 0);
         // Bodies that are not JSON count nothing and never panic.
         assert_eq!(counted(Operation::PatchGroup, "{not json").total(), 0);
     }

@@ -397,11 +397,10 @@ pub(crate) fn duplicate_members(r: &Reporter<'_>, request: &RequestView<'_>, sta
             };
             let at = format!("/{}", pointer_token(&key));
             let count = members.len();
-            let dropped = if rewrites {
-                batches::drop_repeated_members(members, &at)
-            } else {
-                batches::drop_repeated_members(&mut members.clone(), &at)
-            };
+            let dropped = batches::repeated_members(members, &at);
+            if rewrites {
+                batches::drop_members(members, &dropped);
+            }
             (dropped, count)
         }
         Operation::PatchGroup => {
@@ -416,14 +415,12 @@ pub(crate) fn duplicate_members(r: &Reporter<'_>, request: &RequestView<'_>, sta
                 None => format!("/{OPERATIONS}/{i}/value"),
                 Some(k) => format!("/{OPERATIONS}/{i}/value/{}", pointer_token(k)),
             };
-            let dropped = if rewrites {
-                let Some(ops) = operations_mut(state) else {
-                    return;
-                };
-                batches::drop_repeated_patch_members(ops, &roles, pointer)
-            } else {
-                batches::drop_repeated_patch_members(&mut ops.clone(), &roles, pointer)
-            };
+            let dropped = batches::repeated_patch_members(ops, &roles, pointer);
+            if rewrites && !dropped.is_empty() {
+                if let Some(ops) = operations_mut(state) {
+                    batches::drop_patch_members(ops, &roles, &dropped);
+                }
+            }
             (dropped, count)
         }
         _ => return,

@@ -1,6 +1,7 @@
 //! Judging costs the same per member whatever the request's size: the bytes allocated
 //! while judging a PATCH of 10,000 members, per member, stay within a small factor of a
-//! 1,000-member one (a copy of the operation per 100-member chunk made it 10×).
+//! 1,000-member one (a copy of the operation per 100-member chunk made it 10×). The
+//! blast-radius guard's count of the same bodies allocates nothing per member at all.
 //!
 //! The allocator's counters are global, so the measurement runs alone in a child
 //! process of this test binary (`measure_judging_cost`, ignored in normal runs).
@@ -8,7 +9,9 @@
 use std::alloc::System;
 use std::process::Command;
 
+use scimguard::guard::count::count;
 use scimguard::rules::{Mode, RuleSet};
+use scimguard::scim::Operation;
 use scimguard::verdict::{judge, Verdict};
 use serde_json::{json, Value};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -86,7 +89,8 @@ fn judge_and_write(rules: &RuleSet, method: &str, target: &str, body: &str) -> u
     }
 }
 
-/// The child: prints `judged: SHAPE MEMBERS BYTES` for each shape at 1,000 and 10,000.
+/// The child: prints `judged: SHAPE MEMBERS BYTES` for each shape at 1,000 and 10,000,
+/// and `counted: SHAPE MEMBERS BYTES` for the guard's count of each PATCH.
 #[test]
 #[ignore = "run alone by judging_costs_the_same_per_member_at_1000_and_10000"]
 fn measure_judging_cost() {
@@ -98,6 +102,13 @@ fn measure_judging_cost() {
             let stats = region.change();
             assert!(sent > 0);
             println!("judged: {name} {n} {}", stats.bytes_allocated);
+            if method == "PATCH" {
+                let region = Region::new(GLOBAL);
+                let changes = count(Operation::PatchGroup, body.as_bytes());
+                let stats = region.change();
+                assert_eq!(changes.removed_members > 0, name.starts_with("remove"));
+                println!("counted: {name} {n} {}", stats.bytes_allocated);
+            }
         }
     }
 }
@@ -133,6 +144,25 @@ fn judging_costs_the_same_per_member_at_1000_and_10000() {
         })
         .collect();
     assert_eq!(costs.len(), 8, "{stdout}");
+    // The guard reads a few fields of the operations: a member list is skipped, never
+    // built (building it made the count cost as much as judging). A removal by filter
+    // is one operation per member, so only the other shapes are bounded.
+    let counted: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.find("counted: ").map(|at| &l[at + 9..]))
+        .collect();
+    assert_eq!(counted.len(), 6, "{stdout}");
+    for line in counted
+        .iter()
+        .filter(|l| !l.starts_with("remove-by-filter"))
+    {
+        let (shape, bytes) = line.rsplit_once(' ').unwrap();
+        let bytes: usize = bytes.parse().unwrap();
+        assert!(
+            bytes <= 4096,
+            "the guard's count of {shape} members allocated {bytes} bytes"
+        );
+    }
     for (name, n, bytes) in &costs {
         if *n != 1_000 {
             continue;

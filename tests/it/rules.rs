@@ -567,13 +567,13 @@ fn each_rule_under_each_action_it_supports_and_in_observe_mode() {
         }
         for action in actions {
             let rules = only(id, action);
-            let evaluation = evaluate(&rules, &request);
+            let mut evaluation = evaluate(&rules, &request);
+            let verdict = decide(&mut evaluation, Mode::Enforce);
             let mine: Vec<_> = evaluation
                 .findings
                 .iter()
                 .filter(|f| f.rule == id)
                 .collect();
-            let verdict = decide(&evaluation, Mode::Enforce);
             match action {
                 Action::Off => {
                     assert!(mine.is_empty(), "{id} off still fired");
@@ -640,9 +640,9 @@ fn each_rule_under_each_action_it_supports_and_in_observe_mode() {
                 }
             }
             // Observe: the same findings, nothing changed or refused.
-            let evaluation = evaluate(&rules, &request);
+            let mut evaluation = evaluate(&rules, &request);
             assert_eq!(
-                decide(&evaluation, Mode::Observe),
+                decide(&mut evaluation, Mode::Observe),
                 Verdict::Forward,
                 "{id} observe"
             );
@@ -659,7 +659,7 @@ fn a_rewrite_that_cannot_fix_rejects_instead() {
         "/scim/v2/Users/u-1",
         patch(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}])),
     );
-    let verdict = decide(&evaluate(&rules, &request), Mode::Enforce);
+    let verdict = decide(&mut evaluate(&rules, &request), Mode::Enforce);
     assert!(matches!(verdict, Verdict::Reject(_)), "{verdict:?}");
 }
 
@@ -668,7 +668,7 @@ fn several_problems_are_all_reported() {
     let rules = RuleSet::embedded().unwrap();
     let body = json!({"userName": "a\tb", "name": {"givenName": "A"}});
     let verdict = decide(
-        &evaluate(&rules, &req("POST", "/scim/v2/Users", body)),
+        &mut evaluate(&rules, &req("POST", "/scim/v2/Users", body)),
         Mode::Enforce,
     );
     let Verdict::Reject(error) = verdict else {
@@ -746,8 +746,8 @@ fn guide_examples() -> Vec<(&'static str, Req)> {
 fn the_guides_example_requests_are_forwarded_or_rewritten_never_rejected() {
     let rules = RuleSet::embedded().unwrap();
     for (name, request) in guide_examples() {
-        let evaluation = evaluate(&rules, &request);
-        let verdict = decide(&evaluation, Mode::Enforce);
+        let mut evaluation = evaluate(&rules, &request);
+        let verdict = decide(&mut evaluation, Mode::Enforce);
         assert!(
             !matches!(verdict, Verdict::Reject(_)),
             "the guide's {name} example is rejected: {verdict:?}"
@@ -763,7 +763,7 @@ fn the_guides_example_requests_are_forwarded_or_rewritten_never_rejected() {
             json!([{"op": "replace", "path": "members", "value": [{"value": "906722b2be-61c204e7-56d0-4dad-882d-f41911b31ccb"}, {"value": "906722b2be-da1f7ef3-3e37-473e-95be-df2efaa2590d"}]}]),
         ),
     );
-    let evaluation = evaluate(&rules, &replace);
+    let mut evaluation = evaluate(&rules, &replace);
     assert!(
         evaluation
             .findings
@@ -772,7 +772,7 @@ fn the_guides_example_requests_are_forwarded_or_rewritten_never_rejected() {
         "{:?}",
         evaluation.findings
     );
-    assert_eq!(decide(&evaluation, Mode::Enforce), Verdict::Forward);
+    assert_eq!(decide(&mut evaluation, Mode::Enforce), Verdict::Forward);
 }
 
 #[test]
