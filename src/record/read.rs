@@ -175,6 +175,29 @@ mod tests {
     }
 
     #[test]
+    fn events_are_kept_apart_from_the_records_in_order() {
+        let event = |kind: &str| {
+            serde_json::to_string(&Event::new(kind, "t", "what".into(), serde_json::json!({})))
+                .unwrap()
+        };
+        let text = format!(
+            "{}\n{}\n{}\n{}\n",
+            line(0),
+            event(super::super::EVENT_GUARD_TRIP),
+            line(1),
+            event(super::super::EVENT_GUARD_RELEASE)
+        );
+        let capture = parse_lines(text.as_bytes(), "c.jsonl", true).unwrap();
+        assert_eq!(capture.records.len(), 2);
+        assert!(capture.warnings.is_empty(), "{:?}", capture.warnings);
+        let kinds: Vec<&str> = capture.events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(kinds, ["guard.trip", "guard.release"]);
+        // An event of a newer version is refused as a newer record is.
+        let newer = event("guard.trip").replacen("\"version\":2", "\"version\":3", 1);
+        assert!(parse_lines(newer.as_bytes(), "c", false).is_err());
+    }
+
+    #[test]
     fn read_errors_name_the_line() {
         let good = line(0);
         let text = format!("{good}\n\n{good}\n{{\"version\":1}}\n");

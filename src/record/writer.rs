@@ -550,32 +550,31 @@ impl Recorder {
     /// [`Recorder::dropped`] and logged.
     pub fn record(&self, mut record: Record) {
         sanitize_with(&mut record, self.key.as_deref());
-        if record.replica.is_none() {
-            record.replica = self.replica.as_deref().map(str::to_owned);
-        }
-        match serde_json::to_vec(&record) {
-            Ok(line) => self.lines.send(line, &record.id),
-            Err(e) => {
-                self.lines
-                    .shared
-                    .drop_lines(1, &record.id, &format!("cannot serialize it: {e}"))
-            }
-        }
+        self.stamp(&mut record.replica);
+        self.queue(&record, &record.id);
     }
 
     /// Records an event beside the exchanges (a guard trip or release), stamped with
-    /// the replica's name; never waits.
+    /// the replica's name; never waits, dropped as a record is.
     pub fn record_event(&self, mut event: super::Event) {
-        if event.replica.is_none() {
-            event.replica = self.replica.as_deref().map(str::to_owned);
+        self.stamp(&mut event.replica);
+        self.queue(&event, &event.event);
+    }
+
+    fn stamp(&self, replica: &mut Option<String>) {
+        if replica.is_none() {
+            *replica = self.replica.as_deref().map(str::to_owned);
         }
-        match serde_json::to_vec(&event) {
-            Ok(line) => self.lines.send(line, &event.event),
-            Err(e) => {
-                self.lines
-                    .shared
-                    .drop_lines(1, &event.event, &format!("cannot serialize it: {e}"))
-            }
+    }
+
+    /// Serializes one line and queues it; `id` names it when it is dropped.
+    fn queue(&self, line: &impl serde::Serialize, id: &str) {
+        match serde_json::to_vec(line) {
+            Ok(line) => self.lines.send(line, id),
+            Err(e) => self
+                .lines
+                .shared
+                .drop_lines(1, id, &format!("cannot serialize it: {e}")),
         }
     }
 

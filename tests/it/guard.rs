@@ -125,6 +125,47 @@ async fn create_user(endpoint: &str, name: &str) -> String {
     body["id"].as_str().unwrap().to_owned()
 }
 
+/// `count` users named `{prefix}{i}`; their ids.
+async fn create_users(endpoint: &str, prefix: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        ids.push(create_user(endpoint, &format!("{prefix}{i}")).await);
+    }
+    ids
+}
+
+/// A new group's id.
+async fn create_group(endpoint: &str, name: &str) -> String {
+    let (status, _, group) = call(
+        format!("{endpoint}/Groups"),
+        Method::POST,
+        Some(json!({ "displayName": name })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    group["id"].as_str().unwrap().to_owned()
+}
+
+/// PATCH /Groups/{group} with one `op` on `members` listing `ids`.
+async fn patch_members(
+    endpoint: &str,
+    group: &str,
+    op: &str,
+    ids: &[String],
+) -> (StatusCode, HeaderMap, Value) {
+    let values: Vec<Value> = ids.iter().map(|m| json!({ "value": m })).collect();
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": op, "path": "members", "value": values}]
+    });
+    call(
+        format!("{endpoint}/Groups/{group}"),
+        Method::PATCH,
+        Some(body),
+    )
+    .await
+}
+
 /// Whether `user` is a member of some group (ListGroups filtered on members).
 async fn is_member(endpoint: &str, user: &str) -> bool {
     let (status, _, body) = call(
@@ -254,38 +295,11 @@ async fn mass_deletions_are_held_until_an_admin_releases_them() {
     assert_eq!(status["tenants"][TENANT]["tripped"], false);
 
     // A PATCH removing 10 members at a limit of 5 is held whole: every member stays.
-    let mut members = Vec::new();
-    for i in 0..10 {
-        members.push(create_user(&endpoint, &format!("member{i}")).await);
-    }
-    let (status, _, group) = call(
-        format!("{endpoint}/Groups"),
-        Method::POST,
-        Some(json!({"displayName": "engineering"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{group}");
-    let group = group["id"].as_str().unwrap().to_owned();
-    let values: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
-    let patch = |op: &str| {
-        json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": op, "path": "members", "value": values}]
-        })
-    };
-    let (status, _, _) = call(
-        format!("{endpoint}/Groups/{group}"),
-        Method::PATCH,
-        Some(patch("add")),
-    )
-    .await;
+    let members = create_users(&endpoint, "member", 10).await;
+    let group = create_group(&endpoint, "engineering").await;
+    let (status, ..) = patch_members(&endpoint, &group, "add", &members).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, body) = call(
-        format!("{endpoint}/Groups/{group}"),
-        Method::PATCH,
-        Some(patch("remove")),
-    )
-    .await;
+    let (status, _, body) = patch_members(&endpoint, &group, "remove", &members).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     for member in &members {
         assert!(is_member(&endpoint, member).await, "{member} was removed");
@@ -294,12 +308,7 @@ async fn mass_deletions_are_held_until_an_admin_releases_them() {
     // Released on the admin listener, the IdP's retry removes them all.
     let (status, body) = post(&format!("{admin}/guard/{TENANT}/release")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _, _) = call(
-        format!("{endpoint}/Groups/{group}"),
-        Method::PATCH,
-        Some(patch("remove")),
-    )
-    .await;
+    let (status, ..) = patch_members(&endpoint, &group, "remove", &members).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     for member in &members {
         assert!(!is_member(&endpoint, member).await);
@@ -375,41 +384,14 @@ async fn a_repair_counts_the_members_it_would_remove() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path());
     let endpoint = running.endpoint.clone();
-    let mut members = Vec::new();
-    for i in 0..8 {
-        members.push(create_user(&endpoint, &format!("staff{i}")).await);
-    }
-    let (status, _, group) = call(
-        format!("{endpoint}/Groups"),
-        Method::POST,
-        Some(json!({"displayName": "finance"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{group}");
-    let group = group["id"].as_str().unwrap().to_owned();
-    let patch = |op: &str, ids: &[String]| {
-        let values: Vec<Value> = ids.iter().map(|m| json!({"value": m})).collect();
-        json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": op, "path": "members", "value": values}]
-        })
-    };
-    let (status, _, _) = call(
-        format!("{endpoint}/Groups/{group}"),
-        Method::PATCH,
-        Some(patch("add", &members)),
-    )
-    .await;
+    let members = create_users(&endpoint, "staff", 8).await;
+    let group = create_group(&endpoint, "finance").await;
+    let (status, ..) = patch_members(&endpoint, &group, "add", &members).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // Keep two: the repair would remove six, above the limit of five.
     let keep = &members[..2];
-    let (status, headers, body) = call(
-        format!("{endpoint}/Groups/{group}"),
-        Method::PATCH,
-        Some(patch("replace", keep)),
-    )
-    .await;
+    let (status, headers, body) = patch_members(&endpoint, &group, "replace", keep).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(headers["x-scimguard-verdict"], "held");
     let detail = body["detail"].as_str().unwrap();
@@ -427,12 +409,7 @@ async fn a_repair_counts_the_members_it_would_remove() {
     // Released, the IdP's retry is repaired: exactly the two remain.
     let (status, body) = post(&format!("{admin}/guard/{TENANT}/release")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _, body) = call(
-        format!("{endpoint}/Groups/{group}"),
-        Method::PATCH,
-        Some(patch("replace", keep)),
-    )
-    .await;
+    let (status, _, body) = patch_members(&endpoint, &group, "replace", keep).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     for (i, member) in members.iter().enumerate() {
         assert_eq!(is_member(&endpoint, member).await, i < 2, "{member}");
