@@ -2,20 +2,10 @@
 //! body is read, the upstream gets the AWS token, and neither token appears in the log,
 //! the capture or the explanation log.
 
-use std::net::SocketAddr;
-
 use crate::support::*;
 
 const CLIENT_TOKEN: &str = "idp-facing-token-7c1d2e9f40";
 const AWS_TOKEN: &str = "aws-scim-token-55e0a1b2c3d4";
-
-fn listening_addr(banner: &str) -> SocketAddr {
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no http URL in {banner}"));
-    url.trim_start_matches("http://").parse().unwrap()
-}
 
 #[tokio::test]
 async fn client_tokens_are_checked_first_and_the_aws_token_goes_upstream_and_nowhere_else() {
@@ -42,7 +32,7 @@ async fn client_tokens_are_checked_first_and_the_aws_token_goes_upstream_and_now
         "--explain-log",
         explain.to_str().unwrap(),
     ]);
-    let addr = listening_addr(&proxy.stdout_line("scimguard listening on").await);
+    let addr = listening_addr(&proxy.stdout_line("scimguard listening on").await, "http");
 
     // A wrong token announcing a 100 kB body, of which only 11 bytes are ever sent: the
     // 401 arrives anyway, so the body was never waited for.
@@ -132,7 +122,7 @@ async fn in_front_of_the_embedded_emulator_the_isolated_token_is_the_emulators_a
     let endpoint = endpoint.split_whitespace().last().unwrap().to_owned();
     let token_line = proxy.stdout_line("Bearer token:").await;
     assert!(token_line.contains("--client-token-file"), "{token_line}");
-    let addr = listening_addr(&proxy.stdout_line("scimguard listening on").await);
+    let addr = listening_addr(&proxy.stdout_line("scimguard listening on").await, "http");
     let path = endpoint.trim_start_matches(&format!("http://{addr}"));
 
     let user =

@@ -59,21 +59,6 @@ fn user(name: &str) -> Value {
     })
 }
 
-fn terminate(child: &mut Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "scimguard did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A mixed session: forwarded, rewritten, rejected, a 409 and a 404.
 async fn mixed_session(endpoint: &str) -> Vec<StatusCode> {
     let mut rewritten = user("rewritten");

@@ -6,7 +6,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -84,15 +83,7 @@ fn start(dir: &Path) -> Running {
 }
 
 fn stop(mut running: Running) {
-    Command::new("kill")
-        .args(["-TERM", &running.child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while running.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "scimguard did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    terminate(&mut running.child);
 }
 
 async fn call(url: String, method: Method, body: Option<Value>) -> (StatusCode, HeaderMap, Value) {
@@ -176,13 +167,6 @@ async fn is_member(endpoint: &str, user: &str) -> bool {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["totalResults"].as_u64().unwrap() > 0
-}
-
-fn metric(text: &str, line_start: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

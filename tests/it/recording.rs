@@ -75,18 +75,6 @@ fn start(extra: &[&str], stderr: &Path) -> (Child, String, String) {
     (child, endpoint, admin)
 }
 
-fn terminate(child: &mut Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "scimguard did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 async fn get(url: String) -> (u16, String) {
     let request = Request::builder()
         .uri(url)
@@ -114,10 +102,9 @@ async fn create_user(endpoint: &str, i: usize) -> u16 {
 }
 
 /// A counter's value in the /metrics text.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("{name} not in {text}")) as u64
+/// A counter's value, which must be there.
+fn counter(text: &str, name: &str) -> u64 {
+    metric(text, name).unwrap_or_else(|| panic!("{name} not in {text}")) as u64
 }
 
 /// Fills the filesystem of `dir` to the last byte.
@@ -186,8 +173,8 @@ async fn a_disk_that_fills_up_and_is_freed_leaves_whole_lines_and_counts_every_d
     let deadline = Instant::now() + Duration::from_secs(10);
     let (recorded, drops, explained, explain_drops) = loop {
         let (_, text) = get(format!("http://{admin}/metrics")).await;
-        let drops = metric(&text, "scimguard_recording_drops_total");
-        let explain_drops = metric(&text, "scimguard_explain_log_drops_total");
+        let drops = counter(&text, "scimguard_recording_drops_total");
+        let explain_drops = counter(&text, "scimguard_explain_log_drops_total");
         let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count() as u64;
         let (recorded, explained) = (lines(&capture), lines(&explain));
         if (recorded + drops == answered && explained + explain_drops == answered)

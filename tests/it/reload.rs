@@ -1,7 +1,6 @@
 //! SIGHUP: the certificate files are re-read without a restart; new connections get the
 //! new certificate, open ones keep going, a bad file is refused and the old one kept.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,14 +8,6 @@ use http::Request;
 use http_body_util::Full;
 
 use crate::support::*;
-
-fn listening_addr(banner: &str) -> SocketAddr {
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no https URL in {banner}"));
-    url.trim_start_matches("https://").parse().unwrap()
-}
 
 #[tokio::test]
 async fn sighup_swaps_the_served_certificate_and_keeps_it_when_the_new_one_is_bad() {
@@ -37,7 +28,7 @@ async fn sighup_swaps_the_served_certificate_and_keeps_it_when_the_new_one_is_ba
         "--tls-key",
         key.to_str().unwrap(),
     ]);
-    let addr = listening_addr(&proxy.stdout_line("scimguard listening on").await);
+    let addr = listening_addr(&proxy.stdout_line("scimguard listening on").await, "https");
     let first_ca = std::fs::read(&first.ca).unwrap();
     let before = serial_of(
         &served_certificate(addr, "localhost", &first_ca)

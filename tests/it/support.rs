@@ -438,6 +438,41 @@ impl Drop for RunningBinary {
     }
 }
 
+/// Sends SIGTERM to a `scimguard` child and waits up to 10 s for it to end (it writes
+/// its capture and log on the way out).
+pub fn terminate(child: &mut std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scimguard did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of the first `/metrics` line starting with `line_start` (a name with its
+/// labels), if there is one.
+pub fn metric(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+}
+
+/// The address of the first `scheme://` URL in a banner line.
+pub fn listening_addr(banner: &str, scheme: &str) -> std::net::SocketAddr {
+    let prefix = format!("{scheme}://");
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} URL in {banner}"));
+    url.trim_start_matches(&prefix).parse().unwrap()
+}
+
 /// A port free a moment ago on 127.0.0.1, for programs that must be told their port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
