@@ -19,13 +19,15 @@
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long the writer gathers lines after the first of a batch: short enough that a
 /// line shows at once to a person reading the log, long enough to take a burst's lines
 /// in one write.
 pub const GATHER: Duration = Duration::from_millis(20);
+
+/// How long the exit waits for the last lines to reach stderr.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Bytes waiting for stderr before a request's thread waits for the writer. Waiting
 /// (instead of dropping lines) keeps the log whole; 16 MiB is about 80,000 lines, far
@@ -74,7 +76,8 @@ pub fn init(format: LogFormat) -> Batched {
 /// what is queued and stops the thread: hold it until exit.
 pub struct Batched {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Says when the writer thread has written everything and stopped.
+    finished: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 struct Shared {
@@ -108,20 +111,24 @@ impl Batched {
             limit,
         });
         let writer = shared.clone();
-        let thread = std::thread::Builder::new()
+        let (done, finished) = std::sync::mpsc::channel();
+        let started = std::thread::Builder::new()
             .name("scimguard-log".to_owned())
-            .spawn(move || write_batches(&writer, sink))
-            .map_err(|e| {
-                eprintln!(
-                    "scimguard: cannot start the log writer ({e}); logging to stderr line by line"
-                )
-            })
-            .ok();
-        if thread.is_none() {
+            .spawn(move || {
+                write_batches(&writer, sink);
+                let _ = done.send(());
+            });
+        if let Err(e) = &started {
+            eprintln!(
+                "scimguard: cannot start the log writer ({e}); logging to stderr line by line"
+            );
             // No thread: lines are written as they come, by whoever logs.
             shared.lock().closed = true;
         }
-        Batched { shared, thread }
+        Batched {
+            shared,
+            finished: started.ok().map(|_| finished),
+        }
     }
 
     /// What the fmt layer writes each event through.
@@ -136,8 +143,9 @@ impl Drop for Batched {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.lines.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // A stderr nobody reads (a stalled pipe) must not hold the exit for ever.
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.recv_timeout(EXIT_WAIT);
         }
     }
 }
@@ -272,6 +280,33 @@ mod tests {
         }
         assert_eq!(text.lines().count(), 4000);
         assert!(writes < 400, "{writes} writes for 4,000 lines");
+    }
+
+    /// A sink that never returns, as stderr piped to a reader that stopped reading.
+    struct Stalled;
+
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(0)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_stderr_does_not_hold_the_exit() {
+        let batched = Batched::start(Box::new(Stalled), 1024);
+        batched
+            .writer()
+            .make_writer()
+            .write_all(b"a line\n")
+            .unwrap();
+        std::thread::sleep(GATHER * 3);
+        let dropped = std::time::Instant::now();
+        drop(batched);
+        assert!(dropped.elapsed() < EXIT_WAIT * 3, "{:?}", dropped.elapsed());
     }
 
     #[test]
