@@ -116,11 +116,43 @@ pub fn is_secret_name(name: &str) -> bool {
 /// credential in it.
 const PLAIN_SCIM_NAMES: [&str; 1] = ["authenticationSchemes"];
 
-/// Whether `bytes` could name a secret at all: a secret name part anywhere, or a `\u`
-/// escape, which could spell one without its letters. When not, there is nothing to
-/// redact in them and parsing them can be skipped.
+/// The secret name parts, lowercase, for searching a lowercased copy of a body:
+/// aho-corasick's packed (SIMD) searcher takes a 1.2 KB body in about a tenth of the
+/// time its case-insensitive automaton takes, and every recorded or judged body is
+/// searched. `None` where the packed searcher is not available.
+static SECRET_PARTS_PACKED: LazyLock<Option<aho_corasick::packed::Searcher>> =
+    LazyLock::new(|| aho_corasick::packed::Searcher::new(SECRET_NAME_PARTS));
+
+/// The longest secret name part ("credential"): chunks overlap by one byte less.
+const LONGEST_PART: usize = 10;
+
+/// Whether `bytes` could name a secret at all: a secret name part anywhere (any case),
+/// or a `\u` escape, which could spell one without its letters. When not, there is
+/// nothing to redact in them and parsing them can be skipped.
 pub fn may_name_a_secret(bytes: &[u8]) -> bool {
-    SECRET_PARTS.is_match(bytes) || memchr::memmem::find(bytes, b"\\u").is_some()
+    if memchr::memmem::find(bytes, b"\\u").is_some() {
+        return true;
+    }
+    let Some(packed) = SECRET_PARTS_PACKED.as_ref() else {
+        return SECRET_PARTS.is_match(bytes);
+    };
+    // Lowercased a chunk at a time into a buffer on the stack, so a large body costs no
+    // copy of its size; chunks overlap so a part across a boundary is found.
+    const CHUNK: usize = 4096;
+    let mut lower = [0u8; CHUNK];
+    let mut start = 0;
+    while start < bytes.len() {
+        let from = start.saturating_sub(LONGEST_PART - 1);
+        let end = (from + CHUNK).min(bytes.len());
+        let piece = &mut lower[..end - from];
+        piece.copy_from_slice(&bytes[from..end]);
+        piece.make_ascii_lowercase();
+        if packed.find(&*piece).is_some() {
+            return true;
+        }
+        start = end;
+    }
+    false
 }
 
 /// A secret header's value as shown. Authorization keeps its scheme (`Bearer
@@ -897,6 +929,32 @@ mod tests {
     use super::*;
     use http::header::{HeaderName, HeaderValue};
     use serde_json::Value;
+
+    #[test]
+    fn a_secret_name_is_found_in_any_case_across_every_chunk_boundary() {
+        for at in (4070..4110).chain(8170..8200) {
+            let mut body = vec![b'x'; 9000];
+            body[at..at + 10].copy_from_slice(b"CrEdEnTiAl");
+            assert!(may_name_a_secret(&body), "at {at}");
+        }
+        assert!(!may_name_a_secret(&vec![b'x'; 9000]));
+        assert!(may_name_a_secret(b"{\"PW\":1}"));
+        assert!(may_name_a_secret(b"\\u0070ass"));
+        assert!(!may_name_a_secret(b""));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_packed_search_agrees_with_the_automaton(
+            body in proptest::collection::vec(
+                proptest::sample::select(b"aAcCdDeEgGhHiIkKlLnNoOpPrRsStTuUwWyY\"{}: x".to_vec()),
+                0..300,
+            )
+        ) {
+            let reference = SECRET_PARTS.is_match(&body) || memchr::memmem::find(&body, b"\\u").is_some();
+            proptest::prop_assert_eq!(may_name_a_secret(&body), reference);
+        }
+    }
 
     const TOKEN: &str = "SECRET-TOKEN-3f9a1c";
     const SALT: &[u8] = b"test salt";
