@@ -61,10 +61,7 @@ fn json_lines(bytes: &[u8], origin: &str, strict: bool) -> Result<Inputs, InputE
     let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let last = lines.len().saturating_sub(1);
     for (i, line) in lines.iter().enumerate() {
-        // An event (a guard trip or release) is no request: nothing to check.
-        if line.iter().all(u8::is_ascii_whitespace)
-            || crate::record::Event::from_line(line).is_some()
-        {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let read = serde_json::from_slice::<&RawValue>(line)
@@ -82,6 +79,8 @@ fn json_lines(bytes: &[u8], origin: &str, strict: bool) -> Result<Inputs, InputE
                     message: problem,
                 })
             }
+            // An event (a guard trip or release) is no request: nothing to check.
+            Err(_) if crate::record::Event::from_line(line).is_some() => {}
             Err(problem) => {
                 let kept = inputs.requests.len();
                 let warning = unreadable_line(origin, i + 1, i == last, &problem, kept, strict)
