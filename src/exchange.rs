@@ -138,6 +138,15 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// The exchange's timings as the capture and the live view show them, up to now.
+    pub fn timings(&self) -> crate::record::Timings {
+        crate::record::Timings {
+            total_us: self.started.elapsed().as_micros() as u64,
+            upstream_us: self.upstream_elapsed.map(|d| d.as_micros() as u64),
+            throttle_us: self.throttle.map(|_| self.throttle_wait.as_micros() as u64),
+        }
+    }
+
     pub fn start(method: &Method, path: &str) -> Self {
         Exchange {
             id: RequestId::new(),

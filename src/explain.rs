@@ -18,8 +18,8 @@ use crate::rules::Action;
 /// writes string fields quoted and escaped, so none of them can start a line.
 pub fn log(exchange: &Exchange) {
     // Microseconds as integers: exact, and cheap to write on every request.
-    let elapsed_us = exchange.started.elapsed().as_micros() as u64;
-    let upstream_us = exchange.upstream_elapsed.map(|d| d.as_micros() as u64);
+    let timings = exchange.timings();
+    let (elapsed_us, upstream_us) = (timings.total_us, timings.upstream_us);
     let operation = exchange.operation.map(|op| op.name()).unwrap_or("-");
     // method, operation, verdict and blame are tokens from closed sets (hyper admits
     // only token characters in a method), so they are written bare.
@@ -110,11 +110,7 @@ pub fn to_json(exchange: &Exchange) -> serde_json::Value {
         "error": exchange.error,
         "blame": exchange.blame.map(Blame::as_str),
         "throttle": exchange.throttle,
-        "timings": {
-            "total_us": exchange.started.elapsed().as_micros() as u64,
-            "upstream_us": exchange.upstream_elapsed.map(|d| d.as_micros() as u64),
-            "throttle_us": exchange.throttle.map(|_| exchange.throttle_wait.as_micros() as u64),
-        },
+        "timings": exchange.timings(),
     })
 }
 

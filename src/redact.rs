@@ -925,7 +925,7 @@ pub fn percent_encode(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http::header::{HeaderName, HeaderValue};
     use serde_json::Value;
@@ -1293,7 +1293,7 @@ mod tests {
     }
 
     /// Every PII string of the guide's CreateUser example.
-    const PII_VALUES: [&str; 16] = [
+    pub(crate) const PII_VALUES: [&str; 16] = [
         "bjensen",
         "Babs Jensen",
         "Ms. Barbara J Jensen, III",

@@ -107,13 +107,7 @@ impl AdminAuth {
         hmac::verify(&self.key, code.as_bytes(), tag.as_ref()).ok()?;
         *login = None;
         drop(login);
-        let session = random_hex();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.push_back(hmac::sign(&self.key, session.as_bytes()).as_ref().to_vec());
-        while sessions.len() > MAX_SESSIONS {
-            sessions.pop_front();
-        }
-        Some(session)
+        Some(self.new_session())
     }
 
     /// Logs in with the token itself (the login form, for a second browser): a session
@@ -121,13 +115,19 @@ impl AdminAuth {
     pub fn log_in_with_token(&self, candidate: &str) -> Option<String> {
         let token = self.token.as_ref()?;
         hmac::verify(&self.key, candidate.as_bytes(), token.as_ref()).ok()?;
+        Some(self.new_session())
+    }
+
+    /// A new session id for the cookie; its tag is kept, and the oldest of more than
+    /// [`MAX_SESSIONS`] is forgotten.
+    fn new_session(&self) -> String {
         let session = random_hex();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.push_back(hmac::sign(&self.key, session.as_bytes()).as_ref().to_vec());
         while sessions.len() > MAX_SESSIONS {
             sessions.pop_front();
         }
-        Some(session)
+        session
     }
 }
 

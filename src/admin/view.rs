@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::entry::{self, Entry, Extras, Names, Upstream};
 use crate::exchange::Exchange;
-use crate::record::{Record, RecordedRequest, RecordedResponse, Timings, RECORD_VERSION};
+use crate::record::{Record, RecordedRequest, RecordedResponse, RECORD_VERSION};
 
 /// Exchanges kept by default (`--view-history`).
 pub const DEFAULT_VIEW_HISTORY: usize = 1000;
@@ -240,13 +240,7 @@ impl View {
             response: Some(RecordedResponse::new(status, headers, body.clone())),
             findings: crate::record::findings_json(&exchange.findings),
             error: exchange.error.clone(),
-            timings: Timings {
-                total_us: exchange.started.elapsed().as_micros() as u64,
-                upstream_us: exchange.upstream_elapsed.map(|d| d.as_micros() as u64),
-                throttle_us: exchange
-                    .throttle
-                    .map(|_| exchange.throttle_wait.as_micros() as u64),
-            },
+            timings: exchange.timings(),
         };
         let extras = Extras {
             hints,
@@ -518,7 +512,7 @@ mod tests {
             response: Some(RecordedResponse::new(status, &HeaderMap::new(), "{}")),
             findings: Vec::new(),
             error: None,
-            timings: Timings::default(),
+            timings: crate::record::Timings::default(),
         }
     }
 

@@ -45,7 +45,7 @@ use crate::config::{Config, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::exchange::{ConnInfo, Exchange, REQUEST_ID_HEADER};
 use crate::metrics::Metrics;
-use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder, Timings};
+use crate::record::{ExchangeRecord, ReceivedRequest, RecordedRequest, Recorder};
 use crate::redact::Secrets;
 use crate::repair::Repairer;
 use crate::rules::{Answer, Mode, RuleSet};
@@ -402,13 +402,7 @@ impl Pipeline {
             response: Some((parts.status.as_u16(), &parts.headers, recorded)),
             findings: &exchange.findings,
             error: exchange.error.as_deref(),
-            timings: Timings {
-                total_us: exchange.started.elapsed().as_micros() as u64,
-                upstream_us: exchange.upstream_elapsed.map(|d| d.as_micros() as u64),
-                throttle_us: exchange
-                    .throttle
-                    .map(|_| exchange.throttle_wait.as_micros() as u64),
-            },
+            timings: exchange.timings(),
         });
         Response::from_parts(parts, head.into_body())
     }

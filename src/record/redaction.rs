@@ -68,32 +68,13 @@ mod tests {
     use super::*;
     use crate::record::tests::sample;
     use crate::record::{RecordedRequest, RecordedResponse};
+    use crate::redact::tests::PII_VALUES;
     use crate::redact::{pii_hash, REDACTED};
     use http::HeaderMap;
     use serde_json::Value;
 
     const TOKEN: &str = "SECRET-TOKEN-3f9a1c";
     const SALT: &[u8] = b"test salt";
-
-    /// Every PII string of the guide's CreateUser example.
-    pub(crate) const PII_VALUES: [&str; 16] = [
-        "bjensen",
-        "Babs Jensen",
-        "Ms. Barbara J Jensen, III",
-        "Jensen",
-        "Barbara",
-        "Jane",
-        "Babs",
-        "bjensen@example.com",
-        "555-555-5555",
-        "100 Universal City Plaza",
-        "Hollywood",
-        "91608",
-        "Tour Guide",
-        "701984",
-        "https://login.example.com/bjensen",
-        "100 Universal City Plaza Hollywood, CA 91608 USA",
-    ];
 
     fn create_user() -> Value {
         serde_json::from_str(include_str!("../../benches/data/create_user.json")).unwrap()
