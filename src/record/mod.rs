@@ -137,8 +137,8 @@ impl Event {
         }
     }
 
-    /// The event on one line of a capture, if it is one (an object with `event` and no
-    /// `request`).
+    /// The event on one line of a capture, if it is one (an object with `version`,
+    /// `event`, `time` and `detail`; a record has no `event` nor `detail`).
     pub fn from_line(line: &[u8]) -> Option<Event> {
         serde_json::from_slice(line).ok()
     }
